@@ -1,0 +1,40 @@
+# Two entry points (see README): `make deploy-local` runs the main job, `make test` runs the whole suite.
+# Both create .venv from scratch when it is missing and are safe to re-run.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# PyTorch's CPU build is not on PyPI: pip takes it from a local wheel when one is configured (find-links),
+# else from PyTorch's CPU wheel index.
+TORCH ?= torch==2.13.0+cpu
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+EXTRAS_LOCAL := local
+EXTRAS_TEST := local,infra,cluster,anyscale,dev
+
+.PHONY: deploy-local test venv-local venv-test system-deps clean-venv
+
+deploy-local: venv-local
+	$(BIN)/ops deploy --target local
+
+test: system-deps venv-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+venv-local: $(VENV)/.installed-$(EXTRAS_LOCAL)
+venv-test: $(VENV)/.installed-$(EXTRAS_TEST)
+
+$(VENV)/.installed-%: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install "$(TORCH)" || $(BIN)/pip install "$(TORCH)" --index-url $(TORCH_INDEX)
+	$(BIN)/pip install -e ".[$*]"
+	# vLLM's CPU build pulls torchvision/torchaudio/torchcodec builds that do not match the CPU torch and
+	# break `transformers` imports; nothing on the text path needs them.
+	$(BIN)/pip uninstall -y torchvision torchaudio torchcodec
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+system-deps:
+	bash scripts/system-deps.sh
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,285 @@
+"""The catalogs: models, accelerators, AWS instance types and the documented presets.
+
+They are data, kept in this one module, with the source of each figure beside it. The spec validates
+against them, infra/ picks instance types from them, and the planner sizes memory with them; nothing else
+re-states these numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+GIB = 1024**3
+
+
+# --------------------------------------------------------------------------------------------- models
+@dataclass(frozen=True)
+class ModelInfo:
+    """Architecture facts of one gpt-oss checkpoint, as its config.json states them.
+
+    The architecture fields mirror transformers' `GptOssConfig` names so tests can compare them field by
+    field with the real config class (whose defaults are the published gpt-oss-120b config.json).
+    """
+
+    key: str
+    hf_id: str | None
+    modelscope_id: str | None
+    total_params_b: float
+    active_params_b: float
+    num_hidden_layers: int
+    num_local_experts: int
+    num_experts_per_tok: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    hidden_size: int
+    intermediate_size: int
+    vocab_size: int
+    sliding_window: int
+    max_position_embeddings: int
+    # Layer pattern: gpt-oss alternates sliding-window (128) and full attention, starting with sliding.
+    layer_types: tuple[str, ...]
+    # Bytes of the checkpoint's weights as loaded by vLLM (MoE experts in MXFP4, the rest bf16).
+    weights_gib: float
+    needs_gpu: bool
+    min_vram_gb: float | None
+    sources: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def full_attention_layers(self) -> int:
+        return sum(1 for t in self.layer_types if t == "full_attention")
+
+    @property
+    def sliding_attention_layers(self) -> int:
+        return sum(1 for t in self.layer_types if t == "sliding_attention")
+
+
+def _alternating(n: int) -> tuple[str, ...]:
+    return tuple("sliding_attention" if i % 2 == 0 else "full_attention" for i in range(n))
+
+
+_GPT_OSS_SOURCES = (
+    "https://huggingface.co/openai/gpt-oss-20b/blob/main/config.json",
+    "https://huggingface.co/openai/gpt-oss-120b/blob/main/config.json",
+    "OpenAI, 'gpt-oss-120b & gpt-oss-20b Model Card' (2025-08-05), table 1 (params) and section 2",
+    "transformers GptOssConfig defaults (= the gpt-oss-120b config.json)",
+)
+
+MODELS: dict[str, ModelInfo] = {
+    "gpt-oss-20b": ModelInfo(
+        key="gpt-oss-20b",
+        hf_id="openai/gpt-oss-20b",
+        modelscope_id="openai-mirror/gpt-oss-20b",
+        total_params_b=20.9,  # model card: 20.91B total
+        active_params_b=3.6,  # model card: 3.61B active per token
+        num_hidden_layers=24,
+        num_local_experts=32,
+        num_experts_per_tok=4,
+        num_attention_heads=64,
+        num_key_value_heads=8,
+        head_dim=64,
+        hidden_size=2880,
+        intermediate_size=2880,
+        vocab_size=201088,
+        sliding_window=128,
+        max_position_embeddings=131072,
+        layer_types=_alternating(24),
+        # safetensors in the HF repo: 13.76 GB; vLLM logs "Model loading took 13.7 GiB" on one GPU.
+        weights_gib=13.7,
+        needs_gpu=True,
+        min_vram_gb=16,
+        sources=_GPT_OSS_SOURCES,
+    ),
+    "gpt-oss-120b": ModelInfo(
+        key="gpt-oss-120b",
+        hf_id="openai/gpt-oss-120b",
+        modelscope_id="openai-mirror/gpt-oss-120b",
+        total_params_b=116.8,  # model card: 116.83B total
+        active_params_b=5.1,  # model card: 5.13B active per token
+        num_hidden_layers=36,
+        num_local_experts=128,
+        num_experts_per_tok=4,
+        num_attention_heads=64,
+        num_key_value_heads=8,
+        head_dim=64,
+        hidden_size=2880,
+        intermediate_size=2880,
+        vocab_size=201088,
+        sliding_window=128,
+        max_position_embeddings=131072,
+        layer_types=_alternating(36),
+        # safetensors in the HF repo: 65.3 GB (60.8 GiB); fits one 80 GB GPU (model card).
+        weights_gib=60.8,
+        needs_gpu=True,
+        min_vram_gb=60,
+        sources=_GPT_OSS_SOURCES,
+    ),
+    # A locally generated stand-in: the real GptOssForCausalLM architecture at tiny sizes with random
+    # weights, so the real serving path (vLLM's CPU build, harmony, Ray Serve LLM) runs on a CPU.
+    # head_dim stays 64 because vLLM's CPU attention rejects smaller ones.
+    "tiny": ModelInfo(
+        key="tiny",
+        hf_id=None,
+        modelscope_id=None,
+        total_params_b=0.026,
+        active_params_b=0.026,
+        num_hidden_layers=2,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=64,
+        hidden_size=64,
+        intermediate_size=64,
+        vocab_size=201088,
+        sliding_window=128,
+        max_position_embeddings=131072,
+        layer_types=_alternating(2),
+        weights_gib=0.05,
+        needs_gpu=False,
+        min_vram_gb=None,
+        sources=("generated by ops.tiny_model (random weights, real architecture)",),
+    ),
+}
+
+MODEL_ALIASES = {"20b": "gpt-oss-20b", "120b": "gpt-oss-120b", "openai/gpt-oss-20b": "gpt-oss-20b",
+                 "openai/gpt-oss-120b": "gpt-oss-120b"}
+
+
+def model(key: str) -> ModelInfo:
+    return MODELS[MODEL_ALIASES.get(key, key)]
+
+
+# ------------------------------------------------------------------------------------- accelerators
+@dataclass(frozen=True)
+class AcceleratorInfo:
+    """One GPU kind. `ray_type` is the accelerator_type string Ray uses (ray.util.accelerators)."""
+
+    key: str
+    ray_type: str | None
+    memory_gib: float  # as the driver reports it (nvidia-smi total), in GiB
+    architecture: str
+    compute_capability: str | None
+    # FlashAttention 3 with attention sinks (what gpt-oss needs by default in vLLM) runs on Hopper only;
+    # elsewhere vLLM must use its Triton attention backend.
+    fa3_sinks: bool
+    source: str
+
+
+ACCELERATORS: dict[str, AcceleratorInfo] = {
+    "L4": AcceleratorInfo("L4", "L4", 22.49, "Ada Lovelace", "8.9", False,
+                          "NVIDIA L4 datasheet (24 GB GDDR6); nvidia-smi reports 23034 MiB"),
+    "A10G": AcceleratorInfo("A10G", "A10G", 22.49, "Ampere", "8.6", False,
+                            "AWS G5 docs (24 GB per A10G); nvidia-smi reports 23028 MiB"),
+    "L40S": AcceleratorInfo("L40S", "L40S", 44.99, "Ada Lovelace", "8.9", False,
+                            "NVIDIA L40S datasheet (48 GB GDDR6); nvidia-smi reports 46068 MiB"),
+    "A100-40G": AcceleratorInfo("A100-40G", "A100-40G", 39.39, "Ampere", "8.0", False,
+                                "NVIDIA A100 datasheet (40 GB HBM2); nvidia-smi reports 40960 MiB, 40337 usable"),
+    "A100-80G": AcceleratorInfo("A100-80G", "A100-80G", 79.15, "Ampere", "8.0", False,
+                                "NVIDIA A100 datasheet (80 GB HBM2e); nvidia-smi reports 81920 MiB, 81050 usable"),
+    "H100": AcceleratorInfo("H100", "H100", 79.65, "Hopper", "9.0", True,
+                            "NVIDIA H100 SXM datasheet (80 GB HBM3); nvidia-smi reports 81559 MiB"),
+    "H200": AcceleratorInfo("H200", "H200", 140.4, "Hopper", "9.0", True,
+                            "NVIDIA H200 datasheet (141 GB HBM3e); nvidia-smi reports 143771 MiB"),
+    # The CPU "accelerator": vLLM's CPU build; KV cache size comes from VLLM_CPU_KVCACHE_SPACE.
+    "CPU": AcceleratorInfo("CPU", None, 0.0, "x86_64 CPU", None, False, "vLLM CPU backend"),
+}
+
+ACCELERATOR_ALIASES = {"A100": "A100-80G", "A100-80GB": "A100-80G", "A100-40GB": "A100-40G",
+                       "H100-80G": "H100", "cpu": "CPU"}
+
+
+def accelerator(key: str) -> AcceleratorInfo:
+    return ACCELERATORS[ACCELERATOR_ALIASES.get(key, key)]
+
+
+# -------------------------------------------------------------------------------------- instances
+@dataclass(frozen=True)
+class InstanceType:
+    name: str
+    accelerator: str
+    gpus: int
+    vcpus: int
+    memory_gib: int
+    usd_per_hour: float  # on-demand, Linux, PRICE_REGION
+
+
+PRICE_REGION = "us-east-1"
+PRICE_SOURCE = ("AWS EC2 On-Demand pricing (Linux, us-east-1), https://aws.amazon.com/ec2/pricing/on-demand/; "
+                "P4/P5 figures after AWS's June 2025 price reduction")
+PRICE_AS_OF = "2025-09-01"
+
+INSTANCE_TYPES: dict[str, InstanceType] = {
+    i.name: i
+    for i in [
+        # g5: NVIDIA A10G
+        InstanceType("g5.xlarge", "A10G", 1, 4, 16, 1.006),
+        InstanceType("g5.2xlarge", "A10G", 1, 8, 32, 1.212),
+        InstanceType("g5.4xlarge", "A10G", 1, 16, 64, 1.624),
+        InstanceType("g5.12xlarge", "A10G", 4, 48, 192, 5.672),
+        InstanceType("g5.48xlarge", "A10G", 8, 192, 768, 16.288),
+        # g6: NVIDIA L4
+        InstanceType("g6.xlarge", "L4", 1, 4, 16, 0.8048),
+        InstanceType("g6.2xlarge", "L4", 1, 8, 32, 0.9776),
+        InstanceType("g6.4xlarge", "L4", 1, 16, 64, 1.3232),
+        InstanceType("g6.12xlarge", "L4", 4, 48, 192, 4.6016),
+        InstanceType("g6.48xlarge", "L4", 8, 192, 768, 13.3504),
+        # g6e: NVIDIA L40S
+        InstanceType("g6e.xlarge", "L40S", 1, 4, 32, 1.861),
+        InstanceType("g6e.2xlarge", "L40S", 1, 8, 64, 2.242),
+        InstanceType("g6e.12xlarge", "L40S", 4, 48, 384, 10.493),
+        InstanceType("g6e.24xlarge", "L40S", 4, 96, 768, 15.066),
+        InstanceType("g6e.48xlarge", "L40S", 8, 192, 1536, 30.131),
+        # p4d / p4de: NVIDIA A100 40 GB / 80 GB
+        InstanceType("p4d.24xlarge", "A100-40G", 8, 96, 1152, 21.958),
+        InstanceType("p4de.24xlarge", "A100-80G", 8, 96, 1152, 27.447),
+        # p5 / p5en: NVIDIA H100 / H200
+        InstanceType("p5.48xlarge", "H100", 8, 192, 2048, 55.04),
+        InstanceType("p5en.48xlarge", "H200", 8, 192, 2048, 63.296),
+    ]
+}
+
+# Instance for the Ray head when it carries no GPU work (CPU-only, small).
+HEAD_INSTANCE_TYPE = "m6i.large"
+HEAD_USD_PER_HOUR = 0.096
+
+
+def instances_for(accelerator_key: str, min_gpus: int = 1) -> list[InstanceType]:
+    """Catalog instances carrying at least `min_gpus` of the given GPU kind, cheapest first."""
+    acc = ACCELERATOR_ALIASES.get(accelerator_key, accelerator_key)
+    found = [i for i in INSTANCE_TYPES.values() if i.accelerator == acc and i.gpus >= min_gpus]
+    return sorted(found, key=lambda i: (i.usd_per_hour, i.name))
+
+
+# ---------------------------------------------------------------------------------------- presets
+# The documented configurations (Ray's "Deploy gpt-oss" guide) plus the embedded local default. Values are
+# spec fields; the spec resolver applies them as the first layer.
+PRESETS: dict[str, dict] = {
+    "gpt-oss-20b": {
+        "model": "gpt-oss-20b",
+        "accelerator": "L4",
+        "tensor_parallel_size": 1,
+        "max_model_len": 32768,
+        "replicas": {"min": 1, "max": 2},
+        "target": "cluster",
+    },
+    "gpt-oss-120b": {
+        "model": "gpt-oss-120b",
+        "accelerator": "L40S",  # the guide: L40S, or A100-40G
+        "tensor_parallel_size": 2,
+        "max_model_len": 32768,
+        "replicas": {"min": 1, "max": 2},
+        "target": "cluster",
+    },
+    "tiny": {
+        "model": "tiny",
+        "accelerator": "CPU",
+        "tensor_parallel_size": 1,
+        "max_model_len": 2048,
+        "gpu_memory_utilization": None,
+        "replicas": {"min": 1, "max": 1},
+        "target": "local",
+    },
+}
+PRESET_ALIASES = {"20b": "gpt-oss-20b", "120b": "gpt-oss-120b", "local": "tiny"}
+DEFAULT_PRESET = "tiny"
