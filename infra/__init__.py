@@ -1,0 +1,1 @@
+"""Pulumi program: a secure AWS GPU Ray cluster for the deployment spec."""
