@@ -67,3 +67,18 @@ def llm_config_kwargs(spec: DeploymentSpec, *, model_source: str | None = None,
     else:
         kwargs["accelerator_type"] = spec.accelerator_info.ray_type
     return kwargs
+
+
+def app_args(spec: DeploymentSpec, *, model_source: str | None = None,
+             encodings_dir: str | None = IMAGE_ENCODINGS_DIR, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The `args` of the Serve application `app.serve_gpt_oss:build_app`: Ray's own `llm_configs` list (as
+    `build_openai_app` takes it) plus the endpoint's auth settings, which Ray Serve LLM's ingress lacks."""
+    return {
+        "llm_configs": [llm_config_kwargs(spec, model_source=model_source, encodings_dir=encodings_dir,
+                                          extra_env=extra_env)],
+        "auth": {
+            "enabled": spec.auth.enabled,
+            "api_key_env": spec.auth.api_key_env,
+            "api_key_file": spec.auth.api_key_file,
+        },
+    }
