@@ -7,6 +7,7 @@ refused here, naming the field and the fix, before any cloud resource is created
 
 from __future__ import annotations
 
+import copy
 import difflib
 import ipaddress
 import re
@@ -374,19 +375,14 @@ class Resolved:
     def rows(self) -> list[tuple[str, Any, str]]:
         """(field, value, source) for every leaf of the resolved spec."""
         data = self.spec.model_dump(mode="json")
+        defaults = dict(_leaves(DeploymentSpec.model_construct().model_dump(mode="json")))
         out = []
         for path, value in _leaves(data):
-            out.append((path, value, self.provenance.get(path, _nearest(self.provenance, path))))
+            source = self.provenance.get(path)
+            if source is None:
+                source = "derived" if path in defaults and defaults[path] != value else "default"
+            out.append((path, value, source))
         return out
-
-
-def _nearest(prov: dict[str, str], path: str) -> str:
-    parts = path.split(".")
-    for i in range(len(parts) - 1, 0, -1):
-        p = ".".join(parts[:i])
-        if p in prov:
-            return prov[p]
-    return "default"
 
 
 def _leaves(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -451,6 +447,9 @@ def _put(d: dict, dotted: str, value: Any) -> None:
 
 
 def _merge(base: dict, layer: dict, source: str, prov: dict[str, str], prefix: str = "") -> None:
+    """Merge `layer` into `base` (copying, so presets and callers' dicts are never mutated), recording the
+    source of every leaf it sets."""
+    layer = copy.deepcopy(layer)
     for k, v in layer.items():
         path = f"{prefix}.{k}" if prefix else k
         if isinstance(v, dict) and isinstance(base.get(k), dict) and k != "tags":
@@ -494,10 +493,7 @@ def resolve(preset: str | None = None, file: str | Path | None = None, flags: di
     problems = _unknown_fields(data_file, "") + _unknown_fields(flags, "")
     if problems:
         raise SpecError(problems, source)
-    _merge(merged, {k: v for k, v in catalog.PRESETS[preset_key].items() if v is not None or k in merged},
-           f"preset:{preset_key}", prov)
-    if catalog.PRESETS[preset_key].get("gpu_memory_utilization", 0.9) is None:
-        merged["gpu_memory_utilization"] = None
+    _merge(merged, catalog.PRESETS[preset_key], f"preset:{preset_key}", prov)
     _merge(merged, data_file, label or "file", prov)
     _merge(merged, flags, "flag", prov)
     for path in list(prov):

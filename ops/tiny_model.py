@@ -22,7 +22,7 @@ from ops import catalog
 O200K_URL = "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken"
 O200K_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
 # Bump when the generated checkpoint changes, so cached copies are rebuilt.
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"
 SEED = 1234
 
 
@@ -92,8 +92,16 @@ def harmony_encoding(encodings_dir: Path):
                 os.environ.pop("TIKTOKEN_CACHE_DIR", None)
             else:
                 os.environ["TIKTOKEN_CACHE_DIR"] = old
+    # One name per id, in id order: transformers' converter numbers special tokens sequentially after the
+    # ranks, so the ids only come out right (199998..201087, no gaps) when they are listed that way. Where
+    # tiktoken names an id twice (<|endofprompt|> and <|reserved_200018|>), the descriptive name wins.
+    by_id: dict[int, str] = {}
+    for name, token_id in spec["special_tokens"].items():
+        if token_id not in by_id or by_id[token_id].startswith("<|reserved_"):
+            by_id[token_id] = name
+    special = {by_id[i]: i for i in sorted(by_id)}
     return tiktoken.Encoding(spec["name"], pat_str=spec["pat_str"], mergeable_ranks=spec["mergeable_ranks"],
-                             special_tokens=spec["special_tokens"])
+                             special_tokens=special)
 
 
 def tiny_config():
