@@ -13,8 +13,12 @@ EXTRAS_TEST := local,infra,cluster,anyscale,dev
 
 .PHONY: deploy-local test venv-local venv-test system-deps clean-venv
 
+# The offline, verified encodings mirror when one sits beside the project (as on machines without internet);
+# otherwise the local target fetches and verifies them itself.
+ENCODINGS_MIRROR := $(abspath $(wildcard ../shared/tiktoken_encodings))
+
 deploy-local: venv-local
-	$(BIN)/ops deploy --target local
+	$(if $(TIKTOKEN_ENCODINGS_BASE),,$(if $(ENCODINGS_MIRROR),TIKTOKEN_ENCODINGS_BASE=$(ENCODINGS_MIRROR))) $(BIN)/ops deploy --target local
 
 test: system-deps venv-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
