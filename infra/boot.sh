@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Boot one gpt-oss-ops Ray node: secrets from SSM, verified encodings, weights on local disk, Ray in the
+# serving image. Settings come from /etc/gpt-oss/boot.env (rendered from the deployment spec); secrets are
+# never in user-data: they are read here, at boot, from SSM Parameter Store into a root-only tmpfs file.
+set -euo pipefail
+# shellcheck source=/dev/null
+source /etc/gpt-oss/boot.env
+
+log() { echo "gpt-oss-boot: $*" >&2; }
+export AWS_DEFAULT_REGION="$REGION"
+
+# IMDSv2 only (the launch template requires tokens): a session token first, then the metadata.
+imds() {
+  local token
+  token="$(curl -fsS -X PUT http://169.254.169.254/latest/api/token -H 'X-aws-ec2-metadata-token-ttl-seconds: 300')"
+  curl -fsS -H "X-aws-ec2-metadata-token: ${token}" "http://169.254.169.254/latest/meta-data/$1"
+}
+INSTANCE_ID="$(imds instance-id)"
+
+# Prints a SecureString parameter's value; prints nothing when the parameter does not exist.
+read_param() {
+  local out
+  if out="$(aws ssm get-parameter --name "$1" --with-decryption --query Parameter.Value --output text 2>&1)"; then
+    printf '%s' "$out"
+  elif [[ "$out" == *ParameterNotFound* ]]; then
+    return 0
+  else
+    log "cannot read SSM parameter $1: $out"
+    return 1
+  fi
+}
+
+# --- 1. secrets ------------------------------------------------------------------------------------------
+install -d -m 0700 /run/gpt-oss
+SECRETS=/run/gpt-oss/secrets.env
+( umask 077 && : > "$SECRETS" )
+if [ "$AUTH_ENABLED" = "true" ]; then
+  api_key="$(read_param "$API_KEY_PARAM")"
+  if [ -z "$api_key" ]; then
+    log "SSM parameter $API_KEY_PARAM is missing; create it: aws ssm put-parameter --type SecureString --name $API_KEY_PARAM --value KEY"
+    exit 1
+  fi
+  printf '%s=%s\n' "$API_KEY_ENV" "$api_key" >> "$SECRETS"
+fi
+hub_token="$(read_param "$HUB_TOKEN_PARAM")"
+if [ -n "$hub_token" ]; then
+  printf 'HF_TOKEN=%s\nMODELSCOPE_API_TOKEN=%s\n' "$hub_token" "$hub_token" >> "$SECRETS"
+fi
+unset api_key hub_token
+
+# --- 2. tiktoken encodings, verified against the pinned SHA-256 -----------------------------------------
+install -d -m 0755 "$ENCODINGS_DIR"
+for entry in "${ENCODINGS[@]}"; do
+  name="${entry%%:*}"
+  sum="${entry##*:}"
+  dest="$ENCODINGS_DIR/$name"
+  if [ -f "$dest" ] && printf '%s  %s\n' "$sum" "$dest" | sha256sum --check --status; then
+    continue
+  fi
+  if [ -n "$BUCKET" ] && aws s3 cp --only-show-errors "s3://$BUCKET/encodings/$name" "$dest.part"; then
+    log "$name from s3://$BUCKET/encodings/"
+  else
+    curl -fsSL --retry 5 -o "$dest.part" "$ENCODINGS_URL/$name"
+  fi
+  if ! printf '%s  %s\n' "$sum" "$dest.part" | sha256sum --check --status; then
+    log "$name does not match its pinned SHA-256 $sum; refusing to serve with it"
+    rm -f "$dest.part"
+    exit 1
+  fi
+  mv "$dest.part" "$dest"
+done
+
+# --- 3. the serving image --------------------------------------------------------------------------------
+for attempt in 1 2 3 4 5; do
+  docker pull --quiet "$IMAGE" && break
+  log "docker pull $IMAGE failed (attempt $attempt)"
+  sleep $((attempt * 10))
+done
+
+# --- 4. weights on local disk (GPU workers only) ---------------------------------------------------------
+if [ "$ROLE" = "worker" ] && [ ! -f "$MODEL_DIR/.complete" ]; then
+  install -d -m 0755 "$MODEL_DIR"
+  if [ -n "$WEIGHTS_S3" ] && aws s3 ls "$WEIGHTS_S3/config.json" > /dev/null 2>&1; then
+    log "weights from $WEIGHTS_S3"
+    aws s3 sync --only-show-errors "$WEIGHTS_S3" "$MODEL_DIR"
+  elif [ "$USE_MODELSCOPE" = "true" ]; then
+    log "weights from ModelScope $MODELSCOPE_ID"
+    docker run --rm -v "$MODELS_ROOT:$MODELS_ROOT" --entrypoint python "$IMAGE" \
+      -m pip install --quiet --target "$MODELS_ROOT/.modelscope" modelscope
+    docker run --rm -v "$MODELS_ROOT:$MODELS_ROOT" --env-file "$SECRETS" -e "PYTHONPATH=$MODELS_ROOT/.modelscope" \
+      --entrypoint python "$IMAGE" -m modelscope.cli.cli download --model "$MODELSCOPE_ID" --local_dir "$MODEL_DIR"
+  else
+    log "weights from the Hugging Face Hub $HF_ID"
+    docker run --rm -v "$MODELS_ROOT:$MODELS_ROOT" --env-file "$SECRETS" --entrypoint hf "$IMAGE" \
+      download "$HF_ID" --local-dir "$MODEL_DIR"
+  fi
+  touch "$MODEL_DIR/.complete"
+fi
+
+# --- 5. Ray, every port pinned (the security group names them) -------------------------------------------
+run_flags=(--detach --name ray --restart unless-stopped --network host --ipc host
+  --log-driver awslogs --log-opt "awslogs-region=$REGION" --log-opt "awslogs-group=$LOG_GROUP"
+  --log-opt "awslogs-stream=$INSTANCE_ID/ray"
+  -v /tmp/ray:/tmp/ray -v "$ENCODINGS_DIR:$IMAGE_ENCODINGS_DIR:ro" -v "$MODELS_ROOT:$MODELS_ROOT:ro"
+  --env-file "$SECRETS" -e "TIKTOKEN_ENCODINGS_BASE=$IMAGE_ENCODINGS_DIR" -e RAY_USAGE_STATS_ENABLED=0)
+if [ "$ROLE" = "worker" ]; then
+  run_flags+=(--gpus all)
+else
+  run_flags+=(-e "RAY_GRAFANA_HOST=http://127.0.0.1:$GRAFANA_PORT" -e "RAY_GRAFANA_IFRAME_HOST=http://localhost:$GRAFANA_PORT"
+    -e "RAY_PROMETHEUS_HOST=http://127.0.0.1:$PROMETHEUS_PORT")
+fi
+docker rm --force ray > /dev/null 2>&1 || true
+docker run "${run_flags[@]}" "$IMAGE" ray start "${RAY_START_ARGS[@]}"
+
+# --- 6. Prometheus and Grafana on the head, on loopback (reached through an SSM or SSH tunnel) -------------
+if [ "$ROLE" = "head" ]; then
+  metrics=/tmp/ray/session_latest/metrics
+  for _ in $(seq 1 120); do
+    [ -f "$metrics/prometheus/prometheus.yml" ] && [ -f "$metrics/grafana/grafana.ini" ] && break
+    sleep 5
+  done
+  docker rm --force prometheus grafana > /dev/null 2>&1 || true
+  docker run --detach --name prometheus --restart unless-stopped --network host -v /tmp/ray:/tmp/ray:ro \
+    "$PROMETHEUS_IMAGE" "--config.file=$metrics/prometheus/prometheus.yml" \
+    "--web.listen-address=127.0.0.1:$PROMETHEUS_PORT"
+  docker run --detach --name grafana --restart unless-stopped --network host -v /tmp/ray:/tmp/ray:ro \
+    -e "GF_PATHS_CONFIG=$metrics/grafana/grafana.ini" -e "GF_PATHS_PROVISIONING=$metrics/grafana/provisioning" \
+    -e GF_SERVER_HTTP_ADDR=127.0.0.1 -e "GF_SERVER_HTTP_PORT=$GRAFANA_PORT" "$GRAFANA_IMAGE"
+fi
+log "node ready: role=$ROLE instance=$INSTANCE_ID"

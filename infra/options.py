@@ -1,0 +1,31 @@
+"""Settings of the AWS stack that are not part of the deployment spec (the spec stays cloud-neutral)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# Ray's published LLM image for the Ray release the project pins (Ray Serve LLM + the CUDA build of vLLM).
+# Override with `pulumi config set gpt-oss-ops:image REGISTRY/IMAGE:TAG`, e.g. the project's own image
+# built from app/Dockerfile, which bakes in the tiktoken encodings.
+DEFAULT_IMAGE = "rayproject/ray-llm:2.60.0-py311-cu128"
+PROMETHEUS_IMAGE = "prom/prometheus:v3.5.0"
+GRAFANA_IMAGE = "grafana/grafana-oss:12.1.0"
+DEFAULT_VPC_CIDR = "10.42.0.0/16"
+
+
+@dataclass(frozen=True)
+class InfraOptions:
+    """What the stack needs beyond the spec.
+
+    api_key / hub_token are Pulumi secrets (Outputs) when the operator sets them with
+    `pulumi config set --secret`; the stack then stores them as SSM SecureString parameters. When unset, the
+    parameters are expected to exist already (`aws ssm put-parameter`); either way nodes read them at boot.
+    """
+
+    image: str = DEFAULT_IMAGE
+    key_name: str | None = None
+    allow_unlisted_region: bool = False
+    vpc_cidr: str = DEFAULT_VPC_CIDR
+    api_key: Any = None
+    hub_token: Any = None
