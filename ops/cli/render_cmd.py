@@ -28,6 +28,8 @@ def serve_config(output: Annotated[str, typer.Option("--output", "-o", help="Fil
       ops render serve-config --preset gpt-oss-20b -o serve-config.yaml\n
       ops render serve-config --preset gpt-oss-120b --set replicas.max=4 -o -
     """
+    from rich.markup import escape
+
     from ops import render
     from ops.console import err
 
@@ -36,8 +38,8 @@ def serve_config(output: Annotated[str, typer.Option("--output", "-o", help="Fil
     render.validate_serve_config(config)
     written = render.write_text(output, render.to_yaml(config, render.RENDERED_HEADER))
     if written:
-        err.print(f"[green]wrote[/] {written} ({spec.model} on {spec.accelerator} x{spec.gpus_per_replica}; "
-                  f"validated with ServeDeploySchema and LLMConfig)\n  deploy: serve deploy {written}", soft_wrap=True)
+        err.print(f"[green]wrote[/] {escape(str(written))} ({spec.model} on {spec.accelerator} x{spec.gpus_per_replica}; "
+                  f"validated with ServeDeploySchema and LLMConfig)\n  deploy: serve deploy {escape(str(written))}", soft_wrap=True)
 
 
 @app.command("anyscale")
@@ -53,6 +55,8 @@ def anyscale(output: Annotated[str, typer.Option("--output", "-o", help="Directo
     Examples:\n
       ops render anyscale --preset gpt-oss-20b -o anyscale/
     """
+    from rich.markup import escape
+
     from ops import render
     from ops.console import err
 
@@ -70,6 +74,6 @@ def anyscale(output: Annotated[str, typer.Option("--output", "-o", help="Directo
                   "`ops render anyscale -o DIR`.", soft_wrap=True)
         return
     paths = render.write_anyscale_dir(base, service, dockerfile)
-    err.print(f"[green]wrote[/] {', '.join(str(p) for p in paths)} (validated with Anyscale's ServiceConfig, "
-              f"ServeDeploySchema and LLMConfig)\n  deploy: cd {base} && anyscale service deploy -f service.yaml",
+    err.print(f"[green]wrote[/] {escape(', '.join(str(p) for p in paths))} (validated with Anyscale's ServiceConfig, "
+              f"ServeDeploySchema and LLMConfig)\n  deploy: cd {escape(str(base))} && anyscale service deploy -f service.yaml",
               soft_wrap=True)
