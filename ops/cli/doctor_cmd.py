@@ -2,13 +2,55 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
+
+from ops.cli.options import Accelerator, Json, MaxLen, Model, Preset, Sets, SpecFile, TP
 
 
 def register(app: typer.Typer) -> None:
     @app.command("doctor", rich_help_panel="Operate")
-    def _cmd() -> None:
-        """Recognise known gpt-oss failures (environment checks and log signatures) and point to the runbook."""
-        from ops.errors import OpsError
+    def _cmd(
+        target: Annotated[str, typer.Option("--target", "-t", help="Where to look: local (this machine) or cluster "
+                                                                   "(every node's logs over SSH).")] = "local",
+        log: Annotated[Optional[list[Path]], typer.Option("--log", help="Scan this log file instead of the Ray "
+                                                                        "session logs (repeatable).")] = None,
+        host: Annotated[Optional[list[str]], typer.Option("--host", help="USER@HOST of a cluster node whose Ray "
+                                                                         "logs to scan (repeatable).")] = None,
+        encodings: Annotated[Optional[Path], typer.Option("--encodings", help="Directory with the tiktoken "
+                                                          "encodings (default: $TIKTOKEN_ENCODINGS_BASE).")] = None,
+        python: Annotated[Optional[str], typer.Option("--python", help="Interpreter of the serving environment to "
+                                                      "inspect (default: this one).")] = None,
+        preset: Preset = None, file: SpecFile = None, model: Model = None, accelerator: Accelerator = None,
+        tp: TP = None, max_model_len: MaxLen = None, sets: Sets = None, json_out: Json = False,
+    ) -> None:
+        """Recognise known gpt-oss failures (environment checks and log signatures) and point to the runbook.
 
-        raise OpsError("`ops doctor` is not available in this version.", code=3)
+        One row per check: ok, warn or fail, with the cause, the fix and the runbook. Exits 1 when anything fails.
+        """
+        from ops.console import emit_json, err
+        from ops.doctor import diagnose, report
+        from ops.errors import OpsError
+        from ops.spec import SpecError
+
+        if target not in ("local", "cluster"):
+            raise OpsError(f"--target {target!r} is not a doctor target.", fix="use --target local or --target cluster.")
+        from ops.cli.options import resolve_options
+
+        findings: list = []
+        spec = None
+        try:
+            spec = resolve_options(preset, file, model, accelerator, tp, max_model_len, None, sets).spec
+        except SpecError as e:
+            findings.extend(diagnose.spec_problems(e))
+        findings.extend(diagnose.environment(spec, encodings_dir=str(encodings) if encodings else None, python=python))
+        conns = diagnose.connections(host) if host else None
+        findings.extend(diagnose.logs(target, [str(p) for p in log or []], conns))
+        findings = report.sort(findings)
+        if json_out:
+            emit_json([f.to_dict() for f in findings])
+        else:
+            report.render(findings, err)
+        raise typer.Exit(report.exit_code(findings))
