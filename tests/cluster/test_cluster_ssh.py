@@ -1,0 +1,99 @@
+"""The SSH layer against real sshd hosts: strict host keys, first-contact acceptance, and a connection cut
+in the middle of the bundle upload (clear error; a re-run converges and then uploads nothing)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+import harness  # noqa: F401  (tests/cluster/harness.py, on sys.path via conftest)
+from ops.errors import OpsError
+from ops.remote import bundle, hosts, settings
+from ops.remote.connection import fanout, open_nodes
+
+pytestmark = pytest.mark.cluster
+
+
+def _nodes(c, **over):
+    opts = dict(outputs_file=str(c.outputs_file), identity_file=str(c.key), known_hosts=str(c.known_hosts),
+                user="root", remote_dir=str(c.root / "remote"), retries=1, backoff_s=0.2,
+                remote_python=sys.executable)
+    s = settings.load(**{**opts, **over})
+    return s, open_nodes(hosts.resolve(s), s)
+
+
+def test_unknown_host_key_is_refused_then_accepted_on_first_contact(one_host, tmp_path):
+    empty = tmp_path / "known_hosts"
+    s, nodes = _nodes(one_host, known_hosts=str(empty))
+    try:
+        with pytest.raises(OpsError) as e:
+            fanout(nodes.all, s, ["true"])
+        assert "not in" in e.value.message and "--accept-new-host-keys" in e.value.fix
+    finally:
+        nodes.close()
+    s, nodes = _nodes(one_host, known_hosts=str(empty), accept_new_host_keys=True)
+    try:
+        r = fanout(nodes.all, s, ["echo", "a b;c"])  # argument lists: no shell interpretation
+        assert r[one_host.head.addr].stdout.strip() == "a b;c"
+    finally:
+        nodes.close()
+    assert one_host.head.host_pub[1] in empty.read_text()
+    s, nodes = _nodes(one_host, known_hosts=str(empty))  # now known: strict mode connects
+    try:
+        fanout(nodes.all, s, ["true"])
+    finally:
+        nodes.close()
+
+
+def test_changed_host_key_is_refused_even_with_accept_new(one_host, tmp_path):
+    other = tmp_path / "known_hosts"
+    import subprocess
+
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")], check=True)
+    kind, blob = (tmp_path / "k.pub").read_text().split()[:2]
+    other.write_text(f"{one_host.head.addr} {kind} {blob}\n")
+    s, nodes = _nodes(one_host, known_hosts=str(other), accept_new_host_keys=True)
+    try:
+        with pytest.raises(OpsError) as e:
+            fanout(nodes.all, s, ["true"])
+        assert "changed" in e.value.message
+    finally:
+        nodes.close()
+
+
+def test_dropped_connection_mid_upload_then_rerun_converges(one_host, monkeypatch):
+    s, nodes = _nodes(one_host)
+    b = bundle.build()
+    assert b.size > 3 * 32768 // 2, "the bundle should span several SFTP chunks"
+    cut = []
+
+    def drop_after_first_chunk(host, sent, total):
+        if not cut and sent < total:
+            cut.append(sent)
+            one_host.kill_sshd(one_host.head)
+
+    monkeypatch.setattr(bundle, "_after_chunk", drop_after_first_chunk)
+    try:
+        with pytest.raises(OpsError) as e:
+            bundle.sync(nodes.all, s, b)
+        assert cut, "the connection was cut during the upload"
+        assert "lost the SSH connection" in e.value.message and "re-run" in e.value.fix
+    finally:
+        nodes.close()
+    # Nothing half-installed: the node still has no bundle.
+    assert not (one_host.root / "remote" / "bundles" / b.sha256 / ".complete").exists()
+
+    one_host.start_sshd(one_host.head)
+    monkeypatch.setattr(bundle, "_after_chunk", lambda *a: None)
+    s, nodes = _nodes(one_host)
+    try:
+        sent, same = bundle.sync(nodes.all, s, b)
+        assert sent == [one_host.head.addr] and same == []
+        sent, same = bundle.sync(nodes.all, s, b)
+        assert sent == [] and same == [one_host.head.addr]
+    finally:
+        nodes.close()
+    installed = one_host.root / "remote" / "bundles" / b.sha256
+    assert (installed / ".complete").is_file() and (installed / "ops" / "targets" / "cluster.py").is_file()
+    assert not list((one_host.root / "remote" / "uploads").iterdir())
