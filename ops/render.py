@@ -10,6 +10,7 @@ on disk atomically.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import sys
 import tempfile
@@ -116,7 +117,16 @@ def self_contained_dockerfile() -> str:
 
 
 def validate_serve_config(config: dict[str, Any]) -> None:
-    """Check the file with Ray's own models: ServeDeploySchema for the file, LLMConfig for each llm_configs entry."""
+    """Check the file with Ray's own models: ServeDeploySchema for the file, LLMConfig for each llm_configs entry.
+
+    Importing Ray's LLM config imports vLLM, which logs to stdout by default: that output goes to stderr here
+    so `-o -` stays a clean YAML stream.
+    """
+    with contextlib.redirect_stdout(sys.stderr):
+        _validate_serve_config(config)
+
+
+def _validate_serve_config(config: dict[str, Any]) -> None:
     try:
         from ray.serve.llm import LLMConfig
         from ray.serve.schema import ServeDeploySchema

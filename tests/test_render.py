@@ -199,3 +199,12 @@ def test_failed_render_keeps_the_previous_file(tmp_path):
                   cwd=tmp_path)
     assert failed.returncode == 2 and "max_model_len" in failed.stderr
     assert out.read_text() == "previous: true\n"
+
+
+def test_stdout_is_only_yaml(tmp_path, ray_models):
+    """In a fresh process the first import of Ray's LLM config imports vLLM, which logs; none of it on stdout."""
+    out = _ops("render", "serve-config", "-p", "tiny", "--model-source", TINY_SOURCE, "-o", "-", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("# Rendered from the deployment spec")
+    ray_models[0].model_validate(yaml.safe_load(out.stdout))
+    assert list(tmp_path.iterdir()) == []
