@@ -21,7 +21,7 @@ MIRROR_ENV = _fe.MIRROR_ENV
 DEFAULT_TIMEOUT_S = _fe.DEFAULT_TIMEOUT_S
 DEFAULT_RETRIES = _fe.DEFAULT_RETRIES
 DEFAULT_BACKOFF_S = _fe.DEFAULT_BACKOFF_S
-RUNBOOK = "docs/configs.md#encodings"
+RUNBOOK = "docs/runbooks/harmony-vocab-download.md"
 
 
 def verify(directory: str | os.PathLike) -> dict[str, str]:
