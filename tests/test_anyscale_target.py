@@ -50,7 +50,7 @@ def test_deploy_renders_validates_and_reaches_running(sdk, plane, tmp_path, capf
     result = target.deploy(spec, sdk=sdk, render_dir=tmp_path, **FAST)
 
     assert _services(plane) == {"deploy-gpt-oss": "RUNNING"}
-    assert result.endpoint == "http://deploy-gpt-oss.fake.url"
+    assert result.endpoint == "http://deploy-gpt-oss.fake.url/v1"  # query_url + /v1: the OpenAI base URL
     assert result.model_id == "my-gpt-oss"
     assert result.changed and "created" in result.changed[0] and not result.unchanged
     assert "anyscale service status -n deploy-gpt-oss" in result.api_key_hint
@@ -84,7 +84,8 @@ def test_status_reports_endpoint_versions_and_token_only_when_asked(sdk, tmp_pat
 
     st = target.status(spec, sdk=sdk)
     assert st.running and st.app_status == "RUNNING" and st.target == "anyscale"
-    assert st.endpoint == "http://deploy-gpt-oss.fake.url"
+    assert st.endpoint == "http://deploy-gpt-oss.fake.url/v1"
+    assert st.details["query_url"] == "http://deploy-gpt-oss.fake.url"
     assert st.details["config_matches_spec"] is True
     assert [v["state"] for v in st.details["versions"]] == ["RUNNING"]
     assert "query_auth_token" not in st.details and "fake-auth-token" not in str(st.to_dict())
@@ -180,7 +181,7 @@ def test_wait_times_out_with_an_actionable_error(tmp_path):
 
 def test_detach_returns_once_accepted(sdk, plane, tmp_path):
     result = target.deploy(_spec(), sdk=sdk, render_dir=tmp_path, detach=True, **FAST)
-    assert result.endpoint == "http://deploy-gpt-oss.fake.url"
+    assert result.endpoint == "http://deploy-gpt-oss.fake.url/v1"  # query_url + /v1: the OpenAI base URL
     st = target.wait(_spec(), 5, sdk=sdk, **FAST)
     assert st.running
 
@@ -260,3 +261,38 @@ def test_cli_deploy_refuses_cpu_on_anyscale(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "accelerator" in proc.stderr and "GPU" in proc.stderr
     assert not (tmp_path / ".ops").exists()  # nothing rendered, nothing sent
+
+
+def test_cli_deploy_status_terminate_through_the_fake_control_plane(tmp_path, monkeypatch):
+    """The `ops` commands end to end, with only the SDK's client swapped for the fake (at the boundary)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from ops.cli import app
+
+    plane = fake_control_plane(steps_to_running=1, steps_to_terminated=0)  # no polling sleeps needed
+    monkeypatch.setattr(target, "service_sdk", lambda *a, **k: service_sdk(plane))
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    args = ["--target", "anyscale", "--preset", "gpt-oss-20b"]
+
+    deployed = runner.invoke(app, ["deploy", *args, "--json"])
+    assert deployed.exit_code == 0, deployed.output
+    result = json.loads(deployed.stdout)
+    assert result["endpoint"] == "http://deploy-gpt-oss.fake.url/v1" and result["changed"]
+    assert (tmp_path / ".ops" / "anyscale" / "deploy-gpt-oss" / "service.yaml").is_file()
+    assert "fake-auth-token" not in deployed.output
+
+    status = runner.invoke(app, ["status", *args, "--json"])
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.stdout)["app_status"] == "RUNNING"
+
+    assert json.loads(runner.invoke(app, ["deploy", *args, "--json"]).stdout)["changed"] == []
+
+    first = runner.invoke(app, ["terminate", *args])
+    second = runner.invoke(app, ["terminate", *args])
+    assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
+    assert "stopped" in first.output and "not running" in second.output
+    assert _services(plane) == {"deploy-gpt-oss": "TERMINATED"}
+    assert runner.invoke(app, ["status", *args]).exit_code == 1

@@ -4,7 +4,8 @@ deploy renders service.yaml and a self-contained Dockerfile from the spec (ops/r
 application every target runs), validates them with Anyscale's `ServiceConfig` and Ray's own models, writes
 them under `.ops/anyscale/NAME/` so the operator can see exactly what was sent, and hands the config to the
 Anyscale SDK, which builds the image, uploads the code and rolls the service out. It then waits, showing the
-state, until the service is RUNNING, and reports the endpoint and where the query token is (never the token).
+state, until the service is RUNNING, and reports the endpoint (the service's query_url + /v1, the OpenAI base
+URL) and where the query token is (never the token itself).
 
 Idempotence: every rendered config carries a version name derived from its content. Deploying a config that
 is already running (or already rolling out) changes nothing; a different config becomes a rolling update;
@@ -294,7 +295,12 @@ def _state(st: Any) -> str:
 
 
 def _query_url(st: Any) -> str | None:
-    return getattr(st, "query_url", None) if st is not None else None
+    """The OpenAI base URL clients use: the service's query_url plus /v1 (as every target reports it)."""
+    url = getattr(st, "query_url", None) if st is not None else None
+    if not url:
+        return None
+    url = url.rstrip("/")
+    return url if url.endswith("/v1") else url + "/v1"
 
 
 def _primary_name(st: Any) -> str | None:
@@ -354,6 +360,7 @@ def _to_status(spec: DeploymentSpec, sdk: Any, st: Any, *, show_token: bool = Fa
     details: dict[str, Any] = {
         "name": st.name,
         "service_id": st.id,
+        "query_url": getattr(st, "query_url", None),
         "versions": _versions(st),
         "problems": _checklist_problems(st),
         "token": token_hint(spec, st.name),
