@@ -46,8 +46,7 @@ def register(app: typer.Typer) -> None:
         except SpecError as e:
             findings.extend(diagnose.spec_problems(e))
         findings.extend(diagnose.environment(spec, encodings_dir=str(encodings) if encodings else None, python=python))
-        conns = diagnose.connections(host) if host else None
-        findings.extend(diagnose.logs(target, [str(p) for p in log or []], conns))
+        findings.extend(diagnose.logs(target, [str(p) for p in log or []], host))
         findings = report.sort(findings)
         if json_out:
             emit_json([f.to_dict() for f in findings])

@@ -45,24 +45,13 @@ def environment(spec, *, encodings_dir: str | None = None, python: str | None = 
     return findings
 
 
-def logs(target: str, log_files: Sequence[str] = (), connections: Iterable | None = None) -> list[Finding]:
+def logs(target: str, log_files: Sequence[str] = (), hosts: Sequence[str] | None = None) -> list[Finding]:
     """Scan the given files, else the target's Ray logs (local session, or every node over SSH)."""
     if log_files:
         return scan.scan(scan.files(log_files)) or [Finding("logs", OK, f"no known failure in {len(log_files)} "
                                                                         "log file(s)")]
     if target == "cluster":
-        if connections is None:
-            return [Finding("logs", WARN, "cluster logs not scanned: no nodes given",
-                            fix="pass --host USER@HOST for each node (or --log FILE for copied logs)")]
-        unreachable: list[tuple[str, str]] = []
-        texts = list(scan.remote_ray_logs(connections, unreachable=unreachable))
-        found = scan.scan(texts)
-        for host, error in unreachable:
-            found.append(Finding("logs", WARN, f"{host}: logs not scanned ({error})",
-                                 fix="check SSH access to the node (ssh USER@HOST true)"))
-        if not found:
-            found.append(Finding("logs", OK, f"no known failure in {len(texts)} log file(s) on the nodes"))
-        return found
+        return cluster_logs(hosts)
     root = scan.RAY_LOG_DIR
     if not root.is_dir():
         return [Finding("logs", OK, f"no local Ray session logs ({root} absent)")]
@@ -71,8 +60,56 @@ def logs(target: str, log_files: Sequence[str] = (), connections: Iterable | Non
                                                     f"{Path(root).resolve()}")]
 
 
-def connections(hosts: Sequence[str], *, connect_timeout: int = 10) -> list:
-    """Fabric Connections for `user@host[:port]` strings (fabric is imported only when needed)."""
-    from fabric import Connection
+def cluster_logs(hosts: Sequence[str] | None = None) -> list[Finding]:
+    """Every node's Ray logs over SSH. Nodes come from --host, else from the stack (the cluster target's
+    settings: outputs file, SSH key, known_hosts, GPT_OSS_* variables)."""
+    from ops.errors import OpsError
 
-    return [Connection(h, connect_timeout=connect_timeout) for h in hosts]
+    try:
+        conns, log_dir, close = _cluster_connections(hosts)
+    except OpsError as e:
+        return [Finding("logs", WARN, f"cluster logs not scanned: {e.message}",
+                        fix=e.fix or "pass --host USER@HOST for each node, or --log FILE for copied logs")]
+    unreachable: list[tuple[str, str]] = []
+    try:
+        texts = list(scan.remote_ray_logs(conns, log_dir, unreachable=unreachable))
+    finally:
+        close()
+    found = scan.scan(texts)
+    for host, error in unreachable:
+        found.append(Finding("logs", WARN, f"{host}: logs not scanned ({error})",
+                             fix="check SSH access to the node (ssh USER@HOST true), then run ops doctor again"))
+    if not found:
+        found.append(Finding("logs", OK, f"no known failure in {len(texts)} log file(s) on "
+                                         f"{len(conns)} node(s)"))
+    return found
+
+
+def _cluster_connections(hosts: Sequence[str] | None):
+    from ops.remote import settings as remote_settings
+    from ops.remote.connection import _split_target, connect, open_nodes
+
+    s = remote_settings.load()
+
+    def log_dir(host: str) -> str:
+        return f"{s.ray_temp_dir_for(host) or '/tmp/ray'}/session_latest/logs"
+
+    if hosts:
+        conns = []
+        for h in hosts:
+            user, host, port = _split_target(h, s.user, s.ssh_port)
+            conns.append(connect(host, s, user=user, port=port))
+    else:
+        from ops.remote import hosts as remote_hosts
+
+        nodes = open_nodes(remote_hosts.resolve(s), s)
+        conns = list(nodes.all.values())
+
+    def close() -> None:
+        for c in conns:
+            try:
+                c.close()
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
+
+    return conns, log_dir, close

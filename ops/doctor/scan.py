@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from ops.doctor.report import FAIL, Finding
 from ops.doctor.signatures import SIGNATURES, Signature
@@ -106,16 +106,17 @@ def split_remote(host: str, output: str) -> Iterator[tuple[str, str]]:
         yield f"{host}:{name}", "\n".join(buf)
 
 
-def remote_ray_logs(connections: Iterable, log_dir: str = str(RAY_LOG_DIR),
+def remote_ray_logs(connections: Iterable, log_dir: str | Callable[[str], str] = str(RAY_LOG_DIR),
                     unreachable: list[tuple[str, str]] | None = None) -> Iterator[tuple[str, str]]:
     """Every node's Ray session logs over SSH, given Fabric Connections (one per node).
 
-    A node that cannot be reached is appended to `unreachable` as (host, error), so the report can say which
-    node was not scanned instead of silently scanning fewer.
+    `log_dir` is one directory for all nodes or a function of the node's host (nodes with their own Ray temp
+    dir). A node that cannot be reached is appended to `unreachable` as (host, error), so the report can say
+    which node was not scanned instead of silently scanning fewer.
     """
-    cmd = remote_command(log_dir)
     for conn in connections:
         host = getattr(conn, "host", str(conn))
+        cmd = remote_command(log_dir(host) if callable(log_dir) else log_dir)
         try:
             result = conn.run(cmd, hide=True, warn=True, in_stream=False)
         except Exception as e:  # noqa: BLE001 - any SSH failure becomes part of the report
