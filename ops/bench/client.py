@@ -1,0 +1,181 @@
+"""The load generator: N concurrent streaming requests against an OpenAI-compatible endpoint, M in total.
+
+It is bounded on every side: a fixed number of requests, a per-request timeout and a global deadline after
+which outstanding requests are cancelled and counted as "deadline" errors. Timing follows vLLM's benchmark
+client (vllm/benchmarks/lib/endpoint_request_func.py) so results can be compared with `vllm bench serve`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from ops.bench.stats import RequestResult, aggregate
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    endpoint: str  # base URL, e.g. http://127.0.0.1:8000 (with or without /v1)
+    model: str
+    concurrency: int = 1
+    requests: int = 8
+    input_len: int = 128
+    output_len: int = 64
+    api: str = "completions"  # or "chat"
+    stream: bool = True
+    api_key: str | None = None
+    ignore_eos: bool = True  # vLLM extension: generate exactly output_len tokens
+    request_timeout_s: float = 300.0
+    deadline_s: float = 900.0  # the whole run stops by itself after this
+
+
+def base_url(endpoint: str) -> str:
+    e = endpoint.rstrip("/")
+    return e if e.endswith("/v1") else e + "/v1"
+
+
+def make_prompt(input_len: int) -> str:
+    """A prompt of about `input_len` tokens for BPE vocabularies like o200k ("hello" is one token, and so is
+    " hello"); the server's usage report gives the exact count."""
+    return "hello" + " hello" * max(0, input_len - 1)
+
+
+def payload(cfg: BenchConfig, prompt: str) -> dict:
+    body: dict = {"model": cfg.model, "max_tokens": cfg.output_len, "stream": cfg.stream, "temperature": 0.0}
+    if cfg.stream:
+        body["stream_options"] = {"include_usage": True}
+    if cfg.ignore_eos:
+        body["ignore_eos"] = True
+    if cfg.api == "chat":
+        body["messages"] = [{"role": "user", "content": prompt}]
+    else:
+        body["prompt"] = prompt
+    return body
+
+
+async def one_request(client: httpx.AsyncClient, cfg: BenchConfig, prompt: str, t0: float) -> RequestResult:
+    url = base_url(cfg.endpoint) + ("/chat/completions" if cfg.api == "chat" else "/completions")
+    headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
+    st = time.perf_counter()
+    res = RequestResult(ok=False, start=st - t0)
+    try:
+        async with client.stream("POST", url, json=payload(cfg, prompt), headers=headers,
+                                 timeout=cfg.request_timeout_s) as resp:
+            res.status = str(resp.status_code)
+            if resp.status_code != 200:
+                body = (await resp.aread()).decode(errors="replace")
+                res.error = _error_message(body) or resp.reason_phrase
+                return res
+            if not cfg.stream:
+                data = json.loads(await resp.aread())
+                res.latency = res.ttft = time.perf_counter() - st
+                _usage(res, data.get("usage"))
+                res.ok = True
+                return res
+            await _read_stream(resp, res, st, chat=cfg.api == "chat")
+    except httpx.TimeoutException as e:
+        res.status, res.error = "timeout", str(e) or type(e).__name__
+    except httpx.ConnectError as e:
+        res.status, res.error = "connect", str(e)
+    except httpx.HTTPError as e:
+        res.status, res.error = type(e).__name__, str(e)
+    return res
+
+
+async def _read_stream(resp: httpx.Response, res: RequestResult, st: float, *, chat: bool) -> None:
+    last = st
+    async for line in resp.aiter_lines():
+        line = line.strip()
+        if not line or line.startswith(":"):
+            continue
+        chunk = line.removeprefix("data:").strip()
+        if chunk == "[DONE]":
+            break
+        now = time.perf_counter()
+        data = json.loads(chunk)
+        if data.get("error"):
+            res.status, res.error = "stream-error", str(data["error"])
+            return
+        if data.get("choices"):
+            if res.ttft is None:
+                res.ttft = now - st
+            else:
+                res.itl.append(now - last)
+            res.chunks += 1
+            last = now
+        elif data.get("usage"):
+            _usage(res, data["usage"])
+            if chat:  # vLLM's chat client also stamps the usage chunk
+                last = now
+    if res.ttft is None:
+        res.status, res.error = "no-tokens", "the stream ended without a token"
+        return
+    if not res.output_tokens:
+        res.output_tokens = res.chunks
+    res.latency = last - st
+    res.ok = True
+
+
+def _usage(res: RequestResult, usage: dict | None) -> None:
+    if usage:
+        res.output_tokens = int(usage.get("completion_tokens") or 0)
+        res.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+
+
+def _error_message(body: str) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body[:300]
+    err = data.get("error", data) if isinstance(data, dict) else data
+    if isinstance(err, dict):
+        return str(err.get("message") or err)[:300]
+    return str(err)[:300]
+
+
+async def run(cfg: BenchConfig) -> dict:
+    """One run at one concurrency level; returns the aggregated report (ops.bench.stats.aggregate)."""
+    prompt = make_prompt(cfg.input_len)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(cfg.requests):
+        queue.put_nowait(i)
+    results: list[RequestResult] = []
+    limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=cfg.request_timeout_s) as client:
+        t0 = time.perf_counter()
+        cpu0 = time.process_time()
+
+        async def worker() -> None:
+            while True:
+                try:
+                    queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                results.append(await one_request(client, cfg, prompt, t0))
+
+        tasks = [asyncio.create_task(worker()) for _ in range(max(1, min(cfg.concurrency, cfg.requests)))]
+        done, pending = await asyncio.wait(tasks, timeout=cfg.deadline_s)
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        duration = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+    missing = cfg.requests - len(results)
+    results += [RequestResult(ok=False, status="deadline", error=f"not finished within {cfg.deadline_s:g} s")
+                for _ in range(missing)]
+    report = aggregate(results, duration)
+    report.update({"concurrency": cfg.concurrency, "input_len": cfg.input_len, "output_len": cfg.output_len,
+                   "api": cfg.api, "stream": cfg.stream, "model": cfg.model, "endpoint": cfg.endpoint,
+                   "client_cpu_s": round(cpu, 3), "client_cpu_share": round(cpu / duration, 4) if duration else None})
+    sample = next((r.error for r in results if not r.ok and r.error), None)
+    if sample:
+        report["first_error"] = sample
+    return report
+
+
+def run_sync(cfg: BenchConfig) -> dict:
+    return asyncio.run(run(cfg))
