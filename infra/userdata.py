@@ -1,19 +1,20 @@
 """Cloud-init user-data for the Ray nodes, rendered from the spec.
 
 A `#cloud-config` document that writes three files — the settings (`/etc/gpt-oss/boot.env`, shell
-assignments quoted with shlex), the boot script (`infra/boot.sh`, kept as a real file so shellcheck reads
+assignments, every value single-quoted), the boot script (`infra/boot.sh`, kept as a real file so shellcheck reads
 it) and nothing secret — then runs the script once. The API key and hub token never appear here: the script
 reads them from SSM Parameter Store at boot.
 """
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from app.fetch_encodings import ENCODINGS, OFFICIAL_BASE_URL
+from app.llm_config import IMAGE_ENCODINGS_DIR
 from infra import ports
 from infra.options import GRAFANA_IMAGE, PROMETHEUS_IMAGE
 from ops.spec import DeploymentSpec
@@ -23,14 +24,10 @@ BOOT_SCRIPT_PATH = "/usr/local/sbin/gpt-oss-boot"
 BOOT_ENV_PATH = "/etc/gpt-oss/boot.env"
 MODELS_ROOT = "/opt/models"
 HOST_ENCODINGS_DIR = "/opt/gpt-oss/tiktoken_encodings"
-# Where the serving image expects them (app/llm_config.py sets TIKTOKEN_ENCODINGS_BASE to it).
-IMAGE_ENCODINGS_DIR = "/opt/tiktoken_encodings"
-ENCODINGS_URL = "https://openaipublic.blob.core.windows.net/encodings"
-# SHA-256 of the encodings harmony loads (o200k_base for gpt-oss, cl100k_base beside it), pinned.
-ENCODINGS_SHA256 = {
-    "o200k_base.tiktoken": "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
-    "cl100k_base.tiktoken": "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
-}
+# The pins and the official host come from app/fetch_encodings.py (tiktoken's own SHA-256 pins); the
+# in-image directory from app/llm_config.py, which points TIKTOKEN_ENCODINGS_BASE at it.
+ENCODINGS_SHA256 = ENCODINGS
+ENCODINGS_URL = OFFICIAL_BASE_URL.rstrip("/")
 LABEL_PREFIX = "gpt-oss-ops.io"
 
 
@@ -103,10 +100,16 @@ def boot_env(spec: DeploymentSpec, ctx: BootContext) -> str:
         "PROMETHEUS_PORT": str(ports.PROMETHEUS),
     }
     lines = ["# Rendered from the deployment spec by infra/userdata.py; holds no secrets."]
-    lines += [f"{k}={shlex.quote(v)}" for k, v in scalars.items()]
-    lines.append("ENCODINGS=(" + shlex.join(f"{n}:{h}" for n, h in ENCODINGS_SHA256.items()) + ")")
-    lines.append("RAY_START_ARGS=(" + shlex.join(ray_args(spec, ctx)) + ")")
+    lines += [f"{k}={_quote(v)}" for k, v in scalars.items()]
+    lines.append("ENCODINGS=(" + " ".join(_quote(f"{n}:{h}") for n, h in ENCODINGS_SHA256.items()) + ")")
+    lines.append("RAY_START_ARGS=(" + " ".join(_quote(a) for a in ray_args(spec, ctx)) + ")")
     return "\n".join(lines) + "\n"
+
+
+def _quote(value: str) -> str:
+    """Single-quote every value (shlex.quote leaves safe-looking words bare, e.g. `head`, which shellcheck
+    rightly reads as a command name)."""
+    return "'" + value.replace("'", "'\"'\"'") + "'"
 
 
 def render(spec: DeploymentSpec, ctx: BootContext) -> str:
@@ -119,4 +122,16 @@ def render(spec: DeploymentSpec, ctx: BootContext) -> str:
         ],
         "runcmd": [[BOOT_SCRIPT_PATH]],
     }
-    return "#cloud-config\n" + yaml.safe_dump(doc, sort_keys=False, width=120)
+    return "#cloud-config\n" + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=120)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings as literal blocks, so the user-data reads like the files it writes."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
