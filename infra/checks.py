@@ -31,7 +31,8 @@ def problems(spec: DeploymentSpec, options: InfraOptions) -> list[Problem]:
                              "with `ops deploy` to the local or anyscale target instead of `pulumi up`."))
     if spec.accelerator == "CPU":
         found.append(Problem("accelerator", "the AWS stack provisions GPU workers; CPU serving runs locally.",
-                             "pick a GPU accelerator such as L4 (preset gpt-oss-20b) or L40S (preset gpt-oss-120b)."))
+                             "choose a GPU preset: pulumi config set gpt-oss-ops:preset gpt-oss-20b (L4) or "
+                             "gpt-oss-120b (L40S), or set accelerator to a GPU."))
         return found
 
     it = spec.instance_type

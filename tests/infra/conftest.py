@@ -106,11 +106,13 @@ class Run:
 
 
 def run_program(build: Callable[[], Any], *, config: dict[str, str] | None = None, region: str = "us-east-1",
-                stack: str = STACK, secret_keys: tuple[str, ...] = ()) -> Run:
-    """Run `build()` under fresh mocks; resolve its outputs (a dict of Inputs) once every RPC is done."""
+                stack: str = STACK, secret_keys: tuple[str, ...] = (), mocks: AwsMocks | None = None) -> Run:
+    """Run `build()` under fresh mocks; resolve its outputs (a dict of Inputs) once every RPC is done.
+
+    Pass `mocks` to inspect what was registered even when the program raises."""
     from pulumi.runtime import settings
 
-    mocks = AwsMocks(region=region)
+    mocks = mocks or AwsMocks(region=region)
     settings.ROOT.set(None)
     pulumi.runtime.set_all_config({f"{PROJECT}:{k}": v for k, v in (config or {}).items()},
                                   secret_keys=[f"{PROJECT}:{k}" for k in secret_keys])
@@ -130,11 +132,11 @@ def run_program(build: Callable[[], Any], *, config: dict[str, str] | None = Non
 
 
 def run_main(config: dict[str, str], *, region: str = "us-east-1", stack: str = STACK,
-             secret_keys: tuple[str, ...] = ()) -> Run:
+             secret_keys: tuple[str, ...] = (), mocks: AwsMocks | None = None) -> Run:
     """Run the real Pulumi program (infra/__main__.py) with the given `gpt-oss-ops:*` config."""
     main = Path(__file__).resolve().parents[2] / "infra" / "__main__.py"
     return run_program(lambda: runpy.run_path(str(main), run_name="__main__") and None, config=config,
-                       region=region, stack=stack, secret_keys=secret_keys)
+                       region=region, stack=stack, secret_keys=secret_keys, mocks=mocks)
 
 
 def taggable(token: str) -> bool:
