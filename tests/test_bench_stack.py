@@ -1,0 +1,140 @@
+"""ops bench against a real server: vLLM's OpenAI API server (CPU build) serving the tiny gpt-oss.
+
+One server for the module, started under the heavy-stack lock and stopped (process group) even on failure.
+The same start-up log also checks the planner: what vLLM logs as "CPU KV cache size" is what ops plan says.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from ops.cli import app
+from ops.errors import OpsError
+
+pytestmark = pytest.mark.stack
+
+LOCK = "/tmp/gpt-oss-stack.lock"
+MODEL_ID = "tiny"
+MAX_LEN = 2048
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_server(tmp_path_factory, encodings_dir):
+    from ops import tiny_model
+
+    work = tmp_path_factory.mktemp("bench")
+    model_dir = tiny_model.ensure(encodings_dir, work / "tiny")
+    port = _free_port()
+    log_path = work / "vllm.log"
+    env = {**os.environ, "TIKTOKEN_ENCODINGS_BASE": str(encodings_dir), "VLLM_CPU_KVCACHE_SPACE": "1",
+           "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1"}
+    lock = open(LOCK, "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)  # one heavy stack at a time on this machine
+    log = open(log_path, "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
+         "--served-model-name", MODEL_ID, "--max-model-len", str(MAX_LEN), "--host", "127.0.0.1",
+         "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 400
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"vLLM exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(url + "/v1/models", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"vLLM not ready after 400 s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(2)
+        yield url, log_path
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=30)
+        log.close()
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+
+
+def test_bench_sweep_reports_sane_latencies_tokens_and_a_plot(tiny_server, tmp_path):
+    url, _ = tiny_server
+    out, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    result = CliRunner().invoke(app, ["bench", "--endpoint", url, "--model", MODEL_ID, "--concurrency", "1,2",
+                                      "--requests", "4", "--input-len", "32", "--output-len", "16",
+                                      "--timeout", "120", "--deadline", "300", "--json", str(out), "--plot", str(png)])
+    assert result.exit_code == 0, result.output
+    runs = json.loads(out.read_text())["runs"]
+    assert [r["concurrency"] for r in runs] == [1, 2]
+    for r in runs:
+        assert r["completed"] == 4 and r["failed"] == 0 and r["errors_by_status"] == {}
+        assert r["output_tokens"] == 4 * 16  # ignore_eos: exactly --output-len each
+        assert 4 * 32 <= r["input_tokens"] <= 4 * 40  # about --input-len; exact count from the server's usage
+        assert 0 < r["ttft_ms"]["p50"] <= r["ttft_ms"]["p99"] < r["e2el_ms"]["max"]
+        assert 0 < r["tpot_ms"]["p50"] and 0 < r["itl_ms"]["p50"]
+        assert r["output_throughput_tps"] > 0 and r["request_throughput_rps"] > 0
+        assert r["client_cpu_s"] < r["duration_s"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_chat_api_streams_too(tiny_server, tmp_path):
+    url, _ = tiny_server
+    out = tmp_path / "chat.json"
+    result = CliRunner().invoke(app, ["bench", "--endpoint", url + "/v1", "--model", MODEL_ID, "--api", "chat",
+                                      "--requests", "2", "--output-len", "8", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    r = json.loads(out.read_text())["runs"][0]
+    assert r["completed"] == 2 and r["output_tokens"] == 16 and r["ttft_ms"]["p50"] > 0
+
+
+def test_wrong_model_id_is_counted_as_errors_by_status(tiny_server, tmp_path):
+    url, _ = tiny_server
+    out = tmp_path / "bad.json"
+    result = CliRunner().invoke(app, ["bench", "--endpoint", url, "--model", "no-such-model", "--requests", "3",
+                                      "--concurrency", "3", "--json", str(out)])
+    assert isinstance(result.exception, OpsError)
+    r = json.loads(out.read_text())["runs"][0]
+    assert r["failed"] == 3 and r["errors_by_status"] == {"404": 3}
+    assert "no-such-model" in r["first_error"]
+
+
+def test_planner_equals_what_this_vllm_logged(tiny_server):
+    """The running engine's own "CPU KV cache size: N tokens, Maximum concurrency ...: Cx" line."""
+    import re
+
+    from ops.plan import PlanInput, plan
+
+    _, log_path = tiny_server
+    text = log_path.read_text()
+    m = re.search(r"CPU KV cache size: ([\d,]+) tokens, Maximum concurrency for ([\d,]+) tokens per request: "
+                  r"([\d.]+)x", text)
+    assert m, text[-2000:]
+    p = plan(PlanInput(model="tiny", accelerator="CPU", max_model_len=MAX_LEN, kv_cache_memory_gib=1.0))
+    assert p["kv_cache_tokens"] == int(m.group(1).replace(",", ""))
+    assert f"{p['max_concurrency']:.2f}" == m.group(3)
