@@ -37,6 +37,10 @@ def register(app: typer.Typer) -> None:
 
         if target not in ("local", "cluster"):
             raise OpsError(f"--target {target!r} is not a doctor target.", fix="use --target local or --target cluster.")
+        for p in log or []:  # a typo in a path is the user's to fix, before any check runs
+            if not p.is_file():
+                raise OpsError(f"--log {p}: no such file.", fix="pass the path of a log file, e.g. "
+                               "/tmp/ray/session_latest/logs/serve/replica_default_LLMServer*.log")
         from ops.cli.options import resolve_options
 
         findings: list = []
