@@ -9,8 +9,8 @@ import math
 import pytest
 import yaml
 
-from conftest import run_program
-from helpers import FIVE_TAGS, FULL_SPEC_YAML, ingress_rules, ports_of, source_of, user_data
+from infra_mocks import run_program
+from infra_specs import FIVE_TAGS, FULL_SPEC_YAML, ingress_rules, ports_of, source_of, user_data
 from infra import ports, stack
 from infra.options import InfraOptions
 from ops import catalog

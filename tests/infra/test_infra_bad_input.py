@@ -8,7 +8,7 @@ import json
 import pulumi
 import pytest
 
-from conftest import AwsMocks, run_main
+from infra_mocks import AwsMocks, run_main
 
 CERT_EU = "arn:aws:acm:eu-west-1:123456789012:certificate/11111111-2222-3333-4444-555555555555"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import run_main
-from helpers import FULL_SPEC_YAML, user_data
+from infra_mocks import run_main
+from infra_specs import FULL_SPEC_YAML, user_data
 from infra import ports, userdata
 from infra.options import InfraOptions
 from ops.spec import resolve

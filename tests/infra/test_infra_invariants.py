@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from conftest import STACK, run_main, taggable
-from helpers import FIVE_TAGS, FULL_SPEC_YAML
+from infra_mocks import STACK, run_main, taggable
+from infra_specs import FIVE_TAGS, FULL_SPEC_YAML
 from infra import ports
 
 SECRET = "sk-test-0123456789-never-in-user-data"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from conftest import Registered
+from infra_mocks import Registered
 
 FIVE_TAGS = ("project", "stack", "model", "owner", "ttl")
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from helpers import FULL_SPEC_YAML
+from infra_specs import FULL_SPEC_YAML
 from infra.config import spec_from_values
 from ops.spec import SpecError
 
