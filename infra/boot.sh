@@ -8,6 +8,9 @@ source /etc/gpt-oss/boot.env
 
 log() { echo "gpt-oss-boot: $*" >&2; }
 export AWS_DEFAULT_REGION="$REGION"
+if ! command -v aws > /dev/null; then
+  apt-get update -qq && apt-get install -y -qq awscli
+fi
 
 # IMDSv2 only (the launch template requires tokens): a session token first, then the metadata.
 imds() {
@@ -71,6 +74,9 @@ for entry in "${ENCODINGS[@]}"; do
 done
 
 # --- 3. the serving image --------------------------------------------------------------------------------
+if [[ "$IMAGE" =~ ^[0-9]{12}\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com ]]; then
+  aws ecr get-login-password --region "${BASH_REMATCH[1]}" | docker login --username AWS --password-stdin "${IMAGE%%/*}"
+fi
 for attempt in 1 2 3 4 5; do
   docker pull --quiet "$IMAGE" && break
   log "docker pull $IMAGE failed (attempt $attempt)"

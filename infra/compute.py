@@ -176,10 +176,10 @@ class Compute(pulumi.ComponentResource):
 
 
 def tunnel_commands(spec: DeploymentSpec, *, instance_id: str, public_ip: str | None) -> dict[str, dict[str, str]]:
-    """How to reach the Ray dashboard and Grafana on the head from a laptop: SSM port forwarding always;
-    SSH only when network.ssh is "allowlist"."""
+    """How to reach the Ray dashboard, Grafana and the endpoint on the head from a laptop: SSM port forwarding
+    always; SSH only when network.ssh is "allowlist"."""
     out: dict[str, dict[str, str]] = {}
-    for what, port in (("ray_dashboard", ports.DASHBOARD), ("grafana", ports.GRAFANA)):
+    for what, port in (("ray_dashboard", ports.DASHBOARD), ("grafana", ports.GRAFANA), ("endpoint", spec.port)):
         ssm = shlex.join(["aws", "ssm", "start-session", "--region", spec.aws.region, "--target", instance_id,
                           "--document-name", "AWS-StartPortForwardingSession", "--parameters",
                           f'{{"portNumber":["{port}"],"localPortNumber":["{port}"]}}'])

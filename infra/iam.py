@@ -4,7 +4,8 @@ Only one AWS-managed policy is attached (AmazonSSMManagedInstanceCore, which Ses
 CloudWatch agent's permissions are granted inline and scoped instead of attaching CloudWatchAgentServerPolicy
 (which allows log writes to every group): log streams only in the stack's log group, metrics only in the
 `gpt-oss-ops` namespace (PutMetricData has no resource-level permissions, so its "*" is fenced by the
-`cloudwatch:namespace` condition). No write action has a "*" resource otherwise.
+`cloudwatch:namespace` condition). No write action has a "*" resource otherwise. With a serving image in a
+private ECR repository, pull rights on that one repository.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ class IamArgs:
     bucket_arn: pulumi.Input[str]
     secret_arns: list[pulumi.Input[str]]
     log_group_arn: pulumi.Input[str]
+    ecr_repository_arn: str | None = None
 
 
-def node_policy(bucket_arn: str, secret_arns: list[str], log_group_arn: str) -> dict:
+def node_policy(bucket_arn: str, secret_arns: list[str], log_group_arn: str,
+                ecr_repository_arn: str | None = None) -> dict:
     """The inline policy document (pure, so tests read it as data)."""
-    return {
+    doc = {
         "Version": "2012-10-17",
         "Statement": [
             {"Sid": "WeightsRead", "Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion"],
@@ -45,6 +48,15 @@ def node_policy(bucket_arn: str, secret_arns: list[str], log_group_arn: str) -> 
              "Condition": {"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}}},
         ],
     }
+    if ecr_repository_arn:
+        # Pulling the serving image from a private ECR repository: the token call has no resource scope.
+        doc["Statement"] += [
+            {"Sid": "EcrToken", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": ["*"]},
+            {"Sid": "EcrPull", "Effect": "Allow", "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
+                                                             "ecr:BatchCheckLayerAvailability"],
+             "Resource": [ecr_repository_arn]},
+        ]
+    return doc
 
 
 class NodeIdentity(pulumi.ComponentResource):
@@ -63,7 +75,7 @@ class NodeIdentity(pulumi.ComponentResource):
                                      policy_arn=pulumi.Output.concat("arn:", partition, ":iam::aws:policy/", SSM_CORE),
                                      opts=child)
         doc = pulumi.Output.all(args.bucket_arn, args.log_group_arn, *args.secret_arns).apply(
-            lambda v: json.dumps(node_policy(v[0], list(v[2:]), v[1])))
+            lambda v: json.dumps(node_policy(v[0], list(v[2:]), v[1], args.ecr_repository_arn)))
         aws.iam.RolePolicy(f"{name}-node", role=self.role.id, policy=doc, opts=child)
         self.profile = aws.iam.InstanceProfile(f"{name}-profile", role=self.role.name, tags=args.tags, opts=child)
         self.register_outputs({"role_arn": self.role.arn, "instance_profile_arn": self.profile.arn})

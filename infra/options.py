@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,3 +30,16 @@ class InfraOptions:
     vpc_cidr: str = DEFAULT_VPC_CIDR
     api_key: Any = None
     hub_token: Any = None
+
+
+_ECR = re.compile(r"(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?P<cn>\.cn)?/(?P<repo>[^:@]+)")
+
+
+def ecr_repository_arn(image: str) -> str | None:
+    """The ECR repository ARN of an image reference, or None for other registries (the nodes then need pull
+    rights on exactly that repository)."""
+    m = _ECR.match(image)
+    if not m:
+        return None
+    partition = "aws-cn" if m.group("cn") else "aws"
+    return f"arn:{partition}:ecr:{m.group('region')}:{m.group('account')}:repository/{m.group('repo')}"

@@ -16,7 +16,7 @@ from infra import checks, sizing
 from infra.compute import Compute, ComputeArgs, head_is_public
 from infra.iam import IamArgs, NodeIdentity
 from infra.network import Network, NetworkArgs
-from infra.options import InfraOptions
+from infra.options import InfraOptions, ecr_repository_arn
 from infra.secrets import Secrets, SecretsArgs
 from infra.security import Security, SecurityArgs
 from infra.storage import Storage, StorageArgs
@@ -55,7 +55,8 @@ class GptOssCluster(pulumi.ComponentResource):
         self.identity = NodeIdentity(f"{name}-node", IamArgs(
             tags=tags, bucket_arn=self.storage.bucket_arn,
             secret_arns=[self.secrets.api_key_arn, self.secrets.hub_token_arn],
-            log_group_arn=self.storage.log_group.arn), child)
+            log_group_arn=self.storage.log_group.arn,
+            ecr_repository_arn=ecr_repository_arn(options.image)), child)
         self.compute = Compute(f"{name}-ray", ComputeArgs(
             spec=spec, stack=stack, image=options.image, key_name=options.key_name if net.ssh == "allowlist" else None,
             tags=tags, public_subnet_ids=[s.id for s in self.network.public_subnets],

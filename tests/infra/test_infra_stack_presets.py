@@ -233,3 +233,23 @@ def test_full_cluster_spec_tls_alb_ssh_allowlist_spot(run_full):
 
 def _index(m, res) -> int:
     return m.resources.index(res) + 1
+
+
+def test_private_ecr_image_gets_pull_rights_on_that_repository_only():
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/gpt-oss-serve:2.60.0"
+    spec = resolve(preset="gpt-oss-20b").spec
+    r = build(spec, InfraOptions(image=image))
+    doc = json.loads(r.mocks.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    by_sid = {s["Sid"]: s for s in doc["Statement"]}
+    assert by_sid["EcrPull"]["Resource"] == ["arn:aws:ecr:us-east-1:123456789012:repository/gpt-oss-serve"]
+    assert by_sid["EcrToken"]["Action"] == ["ecr:GetAuthorizationToken"]
+    assert f"IMAGE='{image}'" in user_data(r.mocks.one(LT, "worker"))
+    # Public registries need no ECR statement at all.
+    plain = json.loads(build(spec).mocks.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    assert not any(s["Sid"].startswith("Ecr") for s in plain["Statement"])
+
+
+def test_endpoint_tunnel_for_a_private_endpoint(run20):
+    _, r = run20
+    ep = r.outputs["tunnels"]["endpoint"]
+    assert ep["local_url"] == "http://localhost:8000" and '"8000"' in ep["ssm"]
