@@ -84,16 +84,21 @@ def anyscale_service(spec: DeploymentSpec, *, working_dir: str = ".", containerf
                      model_source: str | None = None, encodings_dir: str | None = IMAGE_ENCODINGS_DIR) -> dict[str, Any]:
     """service.yaml for `anyscale service deploy -f service.yaml`.
 
-    Anyscale's query auth token stays on (its default); Anyscale forbids http host/port, so none are set.
+    Anyscale's query auth token guards the endpoint when spec.auth is on; Anyscale forbids http host/port, so
+    none are set.
     """
+    application = serve_application(spec, model_source=model_source, encodings_dir=encodings_dir)
+    # On Anyscale the endpoint is guarded by Anyscale's own query auth token; the app's bearer-key check would
+    # find no key in the service's environment and refuse to start, so the token takes its place.
+    application["args"]["auth"]["enabled"] = False
     return {
         "name": spec.name,
         "containerfile": containerfile,
         "compute_config": compute_config(spec),
         "working_dir": working_dir,
         "excludes": list(WORKING_DIR_EXCLUDES),
-        "query_auth_token_enabled": True,
-        "applications": [serve_application(spec, model_source=model_source, encodings_dir=encodings_dir)],
+        "query_auth_token_enabled": bool(spec.auth.enabled),
+        "applications": [application],
     }
 
 

@@ -84,8 +84,20 @@ def test_anyscale_service_per_preset(preset, service_config_cls):
     assert parsed.query_auth_token_enabled is True
     assert service["compute_config"] == {"auto_select_worker_config": True}
     assert parsed.compute_config.auto_select_worker_config is True
-    assert service["applications"] == render.serve_config(spec, model_source=source)["applications"]
+    # Same Serve application as the production config, except that Anyscale's query token replaces the app's
+    # own bearer-key check (nothing on Anyscale sets GPT_OSS_API_KEY).
+    (app,) = service["applications"]
+    (expected,) = render.serve_config(spec, model_source=source)["applications"]
+    assert app["args"]["auth"]["enabled"] is False
+    assert app["args"]["llm_configs"] == expected["args"]["llm_configs"]
+    assert {k: v for k, v in app.items() if k != "args"} == {k: v for k, v in expected.items() if k != "args"}
     render.validate_anyscale_service(service)
+
+
+def test_anyscale_service_without_auth_has_no_token(service_config_cls):
+    spec = _spec("gpt-oss-20b", auth={"enabled": False})
+    service = render.anyscale_service(spec)
+    assert service_config_cls(**service).query_auth_token_enabled is False
 
 
 def test_hopper_keeps_the_default_attention_backend(ray_models):

@@ -86,9 +86,6 @@ def render_service(spec: DeploymentSpec, *, directory: str | Path | None = None,
     containerfile = str(out / "Dockerfile") if out is not None else "./Dockerfile"
     service = render.anyscale_service(spec, working_dir=str(render.PROJECT_ROOT), containerfile=containerfile,
                                       model_source=model_source)
-    service["query_auth_token_enabled"] = bool(spec.auth.enabled)
-    for application in service["applications"]:
-        application.setdefault("args", {}).setdefault("auth", {})["enabled"] = False
     if cloud:
         service["cloud"] = cloud
     if project:
