@@ -3,20 +3,53 @@ module and calls the same verb on it; nothing here knows how a target works."""
 
 from __future__ import annotations
 
+from typing import Annotated, Optional
+
 import typer
 
 from ops.cli.options import TP, Accelerator, Json, MaxLen, Model, Preset, Sets, SpecFile, TargetOpt, resolve_options
+
+Timeout = Annotated[float, typer.Option("--timeout", help="Seconds to wait for the deployment to answer before "
+                                                          "failing with what is stuck.")]
+Endpoint = Annotated[Optional[str], typer.Option("--endpoint", help="OpenAI base URL (default: the target's, e.g. "
+                                                                    "http://127.0.0.1:8000/v1).")]
+ApiKeyFile = Annotated[Optional[str], typer.Option("--api-key-file", help="File holding the API key (default: the "
+                                                                          "spec's auth.api_key_env, else the "
+                                                                          "target's key file).")]
 
 
 def _spec(preset, file, model, accelerator, tp, max_model_len, target, sets):
     return resolve_options(preset, file, model, accelerator, tp, max_model_len, target, sets).spec
 
 
+def _api_key(spec, st, api_key_file: str | None) -> str | None:
+    """The key for client calls: --api-key-file, the spec's env var, else the key file the target reports."""
+    import os
+    from pathlib import Path
+
+    files = [api_key_file] if api_key_file else []
+    if not api_key_file:
+        env = [k.strip() for k in os.environ.get(spec.auth.api_key_env, "").split(",") if k.strip()]
+        if env:
+            return env[0]
+        files += [spec.auth.api_key_file, (st.details or {}).get("api_key_file")]
+    for f in files:
+        if not f:
+            continue
+        try:
+            lines = [line.strip() for line in Path(f).expanduser().read_text().splitlines() if line.strip()]
+        except OSError:
+            continue
+        if lines:
+            return lines[0]
+    return None
+
+
 def register(app: typer.Typer) -> None:
     @app.command(rich_help_panel="Lifecycle")
     def deploy(preset: Preset = None, file: SpecFile = None, model: Model = None, accelerator: Accelerator = None,
                tp: TP = None, max_model_len: MaxLen = None, target: TargetOpt = None, sets: Sets = None,
-               json_: Json = False) -> None:
+               timeout: Timeout = 900.0, json_: Json = False) -> None:
         """Deploy gpt-oss to a target and wait until it answers. Running it again converges (idempotent).
 
         Examples:\n
@@ -29,11 +62,19 @@ def register(app: typer.Typer) -> None:
         from ops.console import emit_json, err
 
         spec = _spec(preset, file, model, accelerator, tp, max_model_len, target, sets)
-        result = targets.get(spec.target.value).deploy(spec)
+        result = targets.get(spec.target.value).deploy(spec, timeout_s=timeout)
         if json_:
             emit_json(result.to_dict())
-        else:
-            err.print(f"[green]ready[/] {result.endpoint}  model={result.model_id}  api key: {result.api_key_hint}")
+            return
+        for c in result.changed:
+            err.print(f"[yellow]changed[/]   {c}")
+        for u in result.unchanged:
+            err.print(f"[dim]unchanged[/] {u}")
+        if not any(c.startswith("serve application") for c in result.changed):
+            err.print("[green]already running[/]: the application already matched the spec")
+        err.print(f"[green]ready[/] {result.endpoint}  model={result.model_id}")
+        err.print(f"API key: {result.api_key_hint}  (send it as 'Authorization: Bearer <key>')")
+        err.print(f"try: ops smoke --target {spec.target.value}")
 
     @app.command(rich_help_panel="Lifecycle")
     def status(preset: Preset = None, file: SpecFile = None, target: TargetOpt = None, sets: Sets = None,
@@ -51,6 +92,9 @@ def register(app: typer.Typer) -> None:
                   f"model={st.model_id}")
         for name, d in st.deployments.items():
             err.print(f"  {name}: {d}")
+        for k, v in (st.details or {}).items():
+            if v:
+                err.print(f"  {k}: {v}")
         if not st.running:
             raise typer.Exit(1)
 
@@ -70,17 +114,58 @@ def register(app: typer.Typer) -> None:
             err.print(f"[green]stopped[/] {s}")
         for s in res.already_stopped:
             err.print(f"[dim]not running[/] {s}")
+        if not res.stopped:
+            err.print("nothing was running")
 
     @app.command(rich_help_panel="Lifecycle")
-    def smoke(preset: Preset = None, file: SpecFile = None, target: TargetOpt = None, sets: Sets = None) -> None:
-        """Send real requests (chat, streaming with reasoning, tools, Responses API) and check the answers."""
+    def smoke(preset: Preset = None, file: SpecFile = None, target: TargetOpt = None, sets: Sets = None,
+              endpoint: Endpoint = None, api_key_file: ApiKeyFile = None,
+              max_tokens: Annotated[int, typer.Option("--max-tokens", help="Tokens per answer.")] = 48,
+              json_: Json = False) -> None:
+        """Send real requests (chat, streaming with reasoning, reasoning efforts, tools, Responses API) and check
+        the answers' shape. Exits 1 when any check fails."""
+        from ops import smoke as smoke_mod
+        from ops import targets
+        from ops.console import emit_json, err
         from ops.errors import OpsError
 
-        raise OpsError("`ops smoke` is not available in this version.", code=3)
+        spec = _spec(preset, file, None, None, None, None, target, sets)
+        st = targets.get(spec.target.value).status(spec)
+        url = endpoint or st.endpoint
+        if not url:
+            raise OpsError(f"no endpoint: the {spec.target.value} deployment is not running.",
+                           fix=f"deploy first (ops deploy --target {spec.target.value}) or pass --endpoint URL.")
+        key = _api_key(spec, st, api_key_file)
+        report = smoke_mod.run(url, spec.model_id, key, max_tokens=max_tokens,
+                               echo=None if json_ else (lambda s: err.print(s, markup=False)))
+        if json_:
+            emit_json(report.to_dict())
+        else:
+            for c in report.checks:
+                mark = "[green]ok[/]  " if c.ok else "[red]FAIL[/]"
+                err.print(f"{mark} {c.name:<22} {c.seconds:6.2f}s  {c.error or ''}")
+            err.print(f"{sum(c.ok for c in report.checks)}/{len(report.checks)} checks passed against {url}")
+        if not report.ok:
+            raise typer.Exit(1)
 
     @app.command(rich_help_panel="Lifecycle")
-    def logs(preset: Preset = None, file: SpecFile = None, target: TargetOpt = None, sets: Sets = None) -> None:
+    def logs(preset: Preset = None, file: SpecFile = None, target: TargetOpt = None, sets: Sets = None,
+             lines: Annotated[int, typer.Option("--lines", "-n", help="Last lines per log file.")] = 50,
+             json_: Json = False) -> None:
         """Replica and engine logs from every node of the deployment."""
+        from ops import targets
+        from ops.console import emit_json, err
         from ops.errors import OpsError
 
-        raise OpsError("`ops logs` is not available in this version.", code=3)
+        spec = _spec(preset, file, None, None, None, None, target, sets)
+        mod = targets.get(spec.target.value)
+        if not hasattr(mod, "logs"):
+            raise OpsError(f"`ops logs` is not available for the {spec.target.value} target in this version.", code=3)
+        found = mod.logs(spec, lines=lines)
+        if json_:
+            emit_json(found)
+            return
+        for path, text in found.items():
+            err.print(f"[bold]== {path}[/]")
+            for line in text:
+                err.print(line, markup=False, highlight=False)
