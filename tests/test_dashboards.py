@@ -96,6 +96,15 @@ def test_expand_turns_grafana_variables_into_all():
     assert check.expand(e, "2m") == 'rate(x{model_name=~".*", ray_io_cluster=~".*"}[2m]) + rate(y[2m])'
 
 
+def test_metric_names_are_read_out_of_promql():
+    e = ('histogram_quantile(0.9, sum by (le, model_name) (rate(a_seconds_bucket{x="y:z", q=~"$v"}[5m]))) * 1e3 '
+         '> 2.5 and on (application) count by (application) (b_total offset 15m) or vllm:c * 0')
+    assert check.metric_names(e) == ["a_seconds_bucket", "b_total", "vllm:c"]
+    for _, expr in check.shipped_queries(resolve(preset="tiny").spec):
+        assert check.metric_names(expr) and all(n.startswith(("ray_vllm_", "ray_serve_"))
+                                                for n in check.metric_names(expr))
+
+
 def test_grafana_provisioning_files(tmp_path, spec, ray_tmp):
     dash_dir = grafana.ray_dashboards_dir(ray_tmp)
     dash_dir.mkdir(parents=True)

@@ -39,7 +39,8 @@ def alerts(spec: DeploymentSpec) -> list[Alert]:
                     "unless ray_serve_deployment_replica_starts_total offset 15m)")
     return [
         Alert("GptOssKVCacheNearlyFull",
-              "max by (model_name, ReplicaId) (ray_vllm_kv_cache_usage_perc)", "> 0.9", "5m", "warning",
+              panels.engine_gauge("max", "ray_vllm_kv_cache_usage_perc", "model_name, ReplicaId"), "> 0.9", "5m",
+              "warning",
               "KV cache of {{ $labels.model_name }} replica {{ $labels.ReplicaId }} above 90%",
               "Requests will queue or be preempted. Add replicas (replicas.max), lower max_model_len, or move "
               "to a GPU with more memory."),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
 from ops.errors import OpsError
@@ -20,6 +20,10 @@ _WINDOW_VARS = ("$__rate_interval", "$__interval", "$interval", "${interval}")
 _VAR = re.compile(r"\$\{?(\w+)\}?")
 
 
+_KEYWORDS = {"and", "or", "unless", "offset", "bool", "by", "without", "on", "ignoring", "group_left",
+             "group_right", "inf", "nan", "atan2"}
+
+
 @dataclass
 class QueryResult:
     name: str
@@ -27,10 +31,11 @@ class QueryResult:
     series: int
     finite: int  # series whose value is a number (NaN: the metric exists, nothing happened in the window)
     error: str | None = None
+    missing_metrics: list[str] = field(default_factory=list)  # names Prometheus has not seen in the window
 
     @property
     def ok(self) -> bool:
-        return self.error is None and self.series > 0
+        return self.error is None and self.series > 0 and not self.missing_metrics
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
@@ -42,6 +47,21 @@ def expand(expr: str, window: str = "5m") -> str:
     for v in _WINDOW_VARS:
         expr = expr.replace(v, window)
     return _VAR.sub(".*", expr)
+
+
+def metric_names(expr: str) -> list[str]:
+    """The metric names a PromQL expression reads (strings, matchers, ranges, label lists and function
+    names removed). Checked one by one, so an `or` fallback cannot hide a misspelt metric."""
+    e = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    e = re.sub(r"\{[^}]*\}", " ", e)
+    e = re.sub(r"\[[^\]]*\]", " ", e)
+    e = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", e)
+    names = []
+    for m in re.finditer(r"(?<![\w.:])([A-Za-z_:][\w:]*)(?![\w:])(?!\s*\()", e):
+        name = m.group(1)
+        if name.lower() not in _KEYWORDS and name not in names:
+            names.append(name)
+    return names
 
 
 def query(prom_url: str, expr: str, *, timeout: float = 10.0) -> list[dict[str, Any]]:
@@ -64,8 +84,9 @@ def query(prom_url: str, expr: str, *, timeout: float = 10.0) -> list[dict[str, 
 
 
 def check_queries(prom_url: str, queries: Iterable[tuple[str, str]], *, window: str = "5m") -> list[QueryResult]:
-    """One QueryResult per (name, expr); a query Prometheus rejects is reported with its error."""
-    out = []
+    """One QueryResult per (name, expr): the expression must return series now, and every metric it names
+    must have been scraped within `window`. A query Prometheus rejects is reported with its error."""
+    out, seen = [], {}
     for name, expr in queries:
         e = expand(expr, window)
         try:
@@ -73,8 +94,14 @@ def check_queries(prom_url: str, queries: Iterable[tuple[str, str]], *, window: 
         except ValueError as exc:
             out.append(QueryResult(name, e, 0, 0, str(exc)))
             continue
+        missing = []
+        for metric in metric_names(e):
+            if metric not in seen:
+                seen[metric] = bool(query(prom_url, f"count(present_over_time({metric}[{window}]))"))
+            if not seen[metric]:
+                missing.append(metric)
         finite = sum(1 for s in result if not math.isnan(float(s["value"][1])))
-        out.append(QueryResult(name, e, len(result), finite))
+        out.append(QueryResult(name, e, len(result), finite, None, missing))
     return out
 
 

@@ -18,6 +18,9 @@ def _summary_queries(window: str) -> dict[str, tuple[str, float]]:
     def q(quant: float, hist: str) -> str:
         return f"histogram_quantile({quant}, sum by (le) (rate({hist}_bucket[{window}])))"
 
+    def idle0(agg: str, gauge: str) -> str:
+        return f"{agg}({gauge}) or {agg}(ray_vllm_prompt_tokens_total) * 0"
+
     return {
         "ttft_p50_ms": (q(0.5, panels.TTFT), 1000),
         "ttft_p95_ms": (q(0.95, panels.TTFT), 1000),
@@ -26,9 +29,10 @@ def _summary_queries(window: str) -> dict[str, tuple[str, float]]:
         "tokens_in_per_s": (f"sum(rate(ray_vllm_prompt_tokens_total[{window}]))", 1),
         "tokens_out_per_s": (f"sum(rate(ray_vllm_generation_tokens_total[{window}]))", 1),
         "requests_per_s": (f"sum(rate(ray_serve_num_http_requests_total[{window}]))", 1),
-        "kv_cache_usage_pct": ("max(ray_vllm_kv_cache_usage_perc)", 100),
-        "requests_running": ("sum(ray_vllm_num_requests_running)", 1),
-        "requests_waiting": ("sum(ray_vllm_num_requests_waiting)", 1),
+        # Idle engines export no gauges (see panels.engine_gauge): read 0 then, as long as the engine exists.
+        "kv_cache_usage_pct": (idle0("max", "ray_vllm_kv_cache_usage_perc"), 100),
+        "requests_running": (idle0("sum", "ray_vllm_num_requests_running"), 1),
+        "requests_waiting": (idle0("sum", "ray_vllm_num_requests_waiting"), 1),
     }
 
 

@@ -34,6 +34,17 @@ def status_rate(pattern: str, window: str = RATE) -> str:
     return f"{errors} or {total} * 0"
 
 
+def engine_gauge(agg: str, gauge: str, by: str = "model_name") -> str:
+    """A vLLM gauge that reads 0, not "no data", while the engine is idle.
+
+    vLLM refreshes its gauges only while it steps; Ray's metrics agent drops a gauge that has not been
+    refreshed for two report intervals, so an idle engine exports no KV-cache or queue gauges at all. The
+    `or` arm anchors a 0 on the engine's token counter, which persists. (The checker verifies every metric
+    name separately, so the anchor cannot hide a misspelt gauge.)
+    """
+    return f"{agg} by ({by}) ({gauge}) or {agg} by ({by}) (ray_vllm_prompt_tokens_total) * 0"
+
+
 @dataclass(frozen=True)
 class Query:
     expr: str
@@ -73,12 +84,14 @@ PANELS: tuple[Panel, ...] = (
         Query(f"sum by (model_name) (rate(ray_vllm_generation_tokens_total[{RATE}]))", "out {{model_name}}"),
     )),
     Panel("KV cache usage", "Fraction of each engine's KV-cache blocks in use; near 100% requests queue or are "
-          "preempted.", "percentunit", (
-        Query("max by (model_name, ReplicaId) (ray_vllm_kv_cache_usage_perc)", "{{model_name}} {{ReplicaId}}"),
+          "preempted. 0 while the engine is idle.", "percentunit", (
+        Query(engine_gauge("max", "ray_vllm_kv_cache_usage_perc", "model_name, ReplicaId"),
+              "{{model_name}} {{ReplicaId}}"),
     ), extra={"min": 0, "max": 1}),
-    Panel("Requests in the engine", "Requests being decoded (running) and waiting for a KV-cache slot.", "short", (
-        Query("sum by (model_name) (ray_vllm_num_requests_running)", "running {{model_name}}"),
-        Query("sum by (model_name) (ray_vllm_num_requests_waiting)", "waiting {{model_name}}"),
+    Panel("Requests in the engine", "Requests being decoded (running) and waiting for a KV-cache slot; 0 while "
+          "the engine is idle.", "short", (
+        Query(engine_gauge("sum", "ray_vllm_num_requests_running"), "running {{model_name}}"),
+        Query(engine_gauge("sum", "ray_vllm_num_requests_waiting"), "waiting {{model_name}}"),
     )),
     Panel("HTTP requests", "Requests/s through the Serve proxy: all, client errors (4xx), server errors (5xx).",
           "reqps", (
