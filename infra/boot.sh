@@ -2,15 +2,18 @@
 # Boot one gpt-oss-ops Ray node: secrets from SSM, verified encodings, weights on local disk, Ray in the
 # serving image. Settings come from /etc/gpt-oss/boot.env (rendered from the deployment spec); secrets are
 # never in user-data: they are read here, at boot, from SSM Parameter Store into a root-only tmpfs file.
+# Each step is a function; sourcing the file defines them without running anything (the tests do that).
 set -euo pipefail
-# shellcheck source=/dev/null
-source /etc/gpt-oss/boot.env
+
+SECRETS=/run/gpt-oss/secrets.env
 
 log() { echo "gpt-oss-boot: $*" >&2; }
-export AWS_DEFAULT_REGION="$REGION"
-if ! command -v aws > /dev/null; then
-  apt-get update -qq && apt-get install -y -qq awscli
-fi
+
+ensure_aws_cli() {
+  if ! command -v aws > /dev/null; then
+    apt-get update -qq && apt-get install -y -qq awscli
+  fi
+}
 
 # IMDSv2 only (the launch template requires tokens): a session token first, then the metadata.
 imds() {
@@ -18,7 +21,6 @@ imds() {
   token="$(curl -fsS -X PUT http://169.254.169.254/latest/api/token -H 'X-aws-ec2-metadata-token-ttl-seconds: 300')"
   curl -fsS -H "X-aws-ec2-metadata-token: ${token}" "http://169.254.169.254/latest/meta-data/$1"
 }
-INSTANCE_ID="$(imds instance-id)"
 
 # Prints a SecureString parameter's value; prints nothing when the parameter does not exist.
 read_param() {
@@ -33,58 +35,68 @@ read_param() {
   fi
 }
 
-# --- 1. secrets ------------------------------------------------------------------------------------------
-install -d -m 0700 /run/gpt-oss
-SECRETS=/run/gpt-oss/secrets.env
-( umask 077 && : > "$SECRETS" )
-if [ "$AUTH_ENABLED" = "true" ]; then
-  api_key="$(read_param "$API_KEY_PARAM")"
-  if [ -z "$api_key" ]; then
-    log "SSM parameter $API_KEY_PARAM is missing; create it: aws ssm put-parameter --type SecureString --name $API_KEY_PARAM --value KEY"
-    exit 1
+# 1. The API key and hub token -> a root-only file on tmpfs, handed to the Ray container as environment.
+load_secrets() {
+  local api_key hub_token
+  install -d -m 0700 "$(dirname "$SECRETS")"
+  ( umask 077 && : > "$SECRETS" )
+  if [ "$AUTH_ENABLED" = "true" ]; then
+    api_key="$(read_param "$API_KEY_PARAM")"
+    if [ -z "$api_key" ]; then
+      log "SSM parameter $API_KEY_PARAM is missing; create it: aws ssm put-parameter --type SecureString --name $API_KEY_PARAM --value KEY"
+      return 1
+    fi
+    printf '%s=%s\n' "$API_KEY_ENV" "$api_key" >> "$SECRETS"
   fi
-  printf '%s=%s\n' "$API_KEY_ENV" "$api_key" >> "$SECRETS"
-fi
-hub_token="$(read_param "$HUB_TOKEN_PARAM")"
-if [ -n "$hub_token" ]; then
-  printf 'HF_TOKEN=%s\nMODELSCOPE_API_TOKEN=%s\n' "$hub_token" "$hub_token" >> "$SECRETS"
-fi
-unset api_key hub_token
+  hub_token="$(read_param "$HUB_TOKEN_PARAM")"
+  if [ -n "$hub_token" ]; then
+    printf 'HF_TOKEN=%s\nMODELSCOPE_API_TOKEN=%s\n' "$hub_token" "$hub_token" >> "$SECRETS"
+  fi
+}
 
-# --- 2. tiktoken encodings, verified against the pinned SHA-256 -----------------------------------------
-install -d -m 0755 "$ENCODINGS_DIR"
-for entry in "${ENCODINGS[@]}"; do
-  name="${entry%%:*}"
-  sum="${entry##*:}"
-  dest="$ENCODINGS_DIR/$name"
-  if [ -f "$dest" ] && printf '%s  %s\n' "$sum" "$dest" | sha256sum --check --status; then
-    continue
-  fi
-  if [ -n "$BUCKET" ] && aws s3 cp --only-show-errors "s3://$BUCKET/encodings/$name" "$dest.part"; then
-    log "$name from s3://$BUCKET/encodings/"
-  else
-    curl -fsSL --retry 5 -o "$dest.part" "$ENCODINGS_URL/$name"
-  fi
-  if ! printf '%s  %s\n' "$sum" "$dest.part" | sha256sum --check --status; then
-    log "$name does not match its pinned SHA-256 $sum; refusing to serve with it"
-    rm -f "$dest.part"
-    exit 1
-  fi
-  mv "$dest.part" "$dest"
-done
+# 2. The tiktoken encodings, from the stack bucket or the official host, each checked against its pinned
+#    SHA-256 before it is moved into place; a mismatch stops the boot and leaves nothing behind.
+fetch_encodings() {
+  local entry name sum dest
+  install -d -m 0755 "$ENCODINGS_DIR"
+  for entry in "${ENCODINGS[@]}"; do
+    name="${entry%%:*}"
+    sum="${entry##*:}"
+    dest="$ENCODINGS_DIR/$name"
+    if [ -f "$dest" ] && printf '%s  %s\n' "$sum" "$dest" | sha256sum --check --status; then
+      continue
+    fi
+    if [ -n "$BUCKET" ] && aws s3 cp --only-show-errors "s3://$BUCKET/encodings/$name" "$dest.part"; then
+      log "$name from s3://$BUCKET/encodings/"
+    else
+      curl -fsSL --retry 5 -o "$dest.part" "$ENCODINGS_URL/$name"
+    fi
+    if ! printf '%s  %s\n' "$sum" "$dest.part" | sha256sum --check --status; then
+      log "$name does not match its pinned SHA-256 $sum; refusing to serve with it"
+      rm -f "$dest.part"
+      return 1
+    fi
+    mv "$dest.part" "$dest"
+  done
+}
 
-# --- 3. the serving image --------------------------------------------------------------------------------
-if [[ "$IMAGE" =~ ^[0-9]{12}\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com ]]; then
-  aws ecr get-login-password --region "${BASH_REMATCH[1]}" | docker login --username AWS --password-stdin "${IMAGE%%/*}"
-fi
-for attempt in 1 2 3 4 5; do
-  docker pull --quiet "$IMAGE" && break
-  log "docker pull $IMAGE failed (attempt $attempt)"
-  sleep $((attempt * 10))
-done
+# 3. The serving image (a private ECR registry needs a login first).
+pull_image() {
+  local attempt
+  if [[ "$IMAGE" =~ ^[0-9]{12}\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com ]]; then
+    aws ecr get-login-password --region "${BASH_REMATCH[1]}" | docker login --username AWS --password-stdin "${IMAGE%%/*}"
+  fi
+  for attempt in 1 2 3 4 5; do
+    docker pull --quiet "$IMAGE" && return 0
+    log "docker pull $IMAGE failed (attempt $attempt)"
+    sleep $((attempt * 10))
+  done
+  return 1
+}
 
-# --- 4. weights on local disk (GPU workers only) ---------------------------------------------------------
-if [ "$ROLE" = "worker" ] && [ ! -f "$MODEL_DIR/.complete" ]; then
+# 4. The weights on local disk (GPU workers): the S3 mirror when it holds a checkpoint, else the hub.
+fetch_weights() {
+  [ -f "$MODEL_DIR/.complete" ] && return 0
   install -d -m 0755 "$MODEL_DIR"
   if [ -n "$WEIGHTS_S3" ] && aws s3 ls "$WEIGHTS_S3/config.json" > /dev/null 2>&1; then
     log "weights from $WEIGHTS_S3"
@@ -101,26 +113,29 @@ if [ "$ROLE" = "worker" ] && [ ! -f "$MODEL_DIR/.complete" ]; then
       download "$HF_ID" --local-dir "$MODEL_DIR"
   fi
   touch "$MODEL_DIR/.complete"
-fi
+}
 
-# --- 5. Ray, every port pinned (the security group names them) -------------------------------------------
-run_flags=(--detach --name ray --restart unless-stopped --network host --ipc host
-  --log-driver awslogs --log-opt "awslogs-region=$REGION" --log-opt "awslogs-group=$LOG_GROUP"
-  --log-opt "awslogs-stream=$INSTANCE_ID/ray"
-  -v /tmp/ray:/tmp/ray -v "$ENCODINGS_DIR:$IMAGE_ENCODINGS_DIR:ro" -v "$MODELS_ROOT:$MODELS_ROOT:ro"
-  --env-file "$SECRETS" -e "TIKTOKEN_ENCODINGS_BASE=$IMAGE_ENCODINGS_DIR" -e RAY_USAGE_STATS_ENABLED=0)
-if [ "$ROLE" = "worker" ]; then
-  run_flags+=(--gpus all)
-else
-  run_flags+=(-e "RAY_GRAFANA_HOST=http://127.0.0.1:$GRAFANA_PORT" -e "RAY_GRAFANA_IFRAME_HOST=http://localhost:$GRAFANA_PORT"
-    -e "RAY_PROMETHEUS_HOST=http://127.0.0.1:$PROMETHEUS_PORT")
-fi
-docker rm --force ray > /dev/null 2>&1 || true
-docker run "${run_flags[@]}" "$IMAGE" ray start "${RAY_START_ARGS[@]}"
+# 5. Ray in the serving image, every port pinned (the security group names them), logs to CloudWatch.
+start_ray() {
+  local run_flags=(--detach --name ray --restart unless-stopped --network host --ipc host
+    --log-driver awslogs --log-opt "awslogs-region=$REGION" --log-opt "awslogs-group=$LOG_GROUP"
+    --log-opt "awslogs-stream=$INSTANCE_ID/ray"
+    -v /tmp/ray:/tmp/ray -v "$ENCODINGS_DIR:$IMAGE_ENCODINGS_DIR:ro" -v "$MODELS_ROOT:$MODELS_ROOT:ro"
+    --env-file "$SECRETS" -e "TIKTOKEN_ENCODINGS_BASE=$IMAGE_ENCODINGS_DIR" -e RAY_USAGE_STATS_ENABLED=0)
+  if [ "$ROLE" = "worker" ]; then
+    run_flags+=(--gpus all)
+  else
+    run_flags+=(-e "RAY_GRAFANA_HOST=http://127.0.0.1:$GRAFANA_PORT"
+      -e "RAY_GRAFANA_IFRAME_HOST=http://localhost:$GRAFANA_PORT"
+      -e "RAY_PROMETHEUS_HOST=http://127.0.0.1:$PROMETHEUS_PORT")
+  fi
+  docker rm --force ray > /dev/null 2>&1 || true
+  docker run "${run_flags[@]}" "$IMAGE" ray start "${RAY_START_ARGS[@]}"
+}
 
-# --- 6. Prometheus and Grafana on the head, on loopback (reached through an SSM or SSH tunnel) -------------
-if [ "$ROLE" = "head" ]; then
-  metrics=/tmp/ray/session_latest/metrics
+# 6. Prometheus and Grafana on the head from Ray's generated configs, on loopback (reached through a tunnel).
+start_observability() {
+  local metrics=/tmp/ray/session_latest/metrics
   for _ in $(seq 1 120); do
     [ -f "$metrics/prometheus/prometheus.yml" ] && [ -f "$metrics/grafana/grafana.ini" ] && break
     sleep 5
@@ -132,5 +147,27 @@ if [ "$ROLE" = "head" ]; then
   docker run --detach --name grafana --restart unless-stopped --network host -v /tmp/ray:/tmp/ray:ro \
     -e "GF_PATHS_CONFIG=$metrics/grafana/grafana.ini" -e "GF_PATHS_PROVISIONING=$metrics/grafana/provisioning" \
     -e GF_SERVER_HTTP_ADDR=127.0.0.1 -e "GF_SERVER_HTTP_PORT=$GRAFANA_PORT" "$GRAFANA_IMAGE"
+}
+
+main() {
+  # shellcheck source=/dev/null
+  source "${GPT_OSS_BOOT_ENV:-/etc/gpt-oss/boot.env}"
+  export AWS_DEFAULT_REGION="$REGION"
+  ensure_aws_cli
+  INSTANCE_ID="$(imds instance-id)"
+  load_secrets
+  fetch_encodings
+  pull_image
+  if [ "$ROLE" = "worker" ]; then
+    fetch_weights
+  fi
+  start_ray
+  if [ "$ROLE" = "head" ]; then
+    start_observability
+  fi
+  log "node ready: role=$ROLE instance=$INSTANCE_ID"
+}
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main "$@"
 fi
-log "node ready: role=$ROLE instance=$INSTANCE_ID"
