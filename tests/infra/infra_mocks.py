@@ -29,6 +29,7 @@ class Registered:
     name: str
     inputs: dict[str, Any]
     id: str = ""
+    provider: str = ""
 
 
 @dataclass
@@ -36,10 +37,11 @@ class AwsMocks(pulumi.runtime.Mocks):
     region: str = "us-east-1"
     resources: list[Registered] = field(default_factory=list)
     calls: list[tuple[str, dict]] = field(default_factory=list)
+    call_providers: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        record = Registered(args.typ, args.name, dict(args.inputs))
+        record = Registered(args.typ, args.name, dict(args.inputs), provider=args.provider or "")
         with self._lock:
             self.resources.append(record)
             n = len(self.resources)
@@ -69,6 +71,7 @@ class AwsMocks(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         self.calls.append((args.token, dict(args.args)))
+        self.call_providers.append(args.provider or "")
         if args.token == "aws:ec2/getAmi:getAmi":
             return {"id": "ami-0123456789abcdef0", "name": "Deep Learning Base OSS Nvidia Driver GPU AMI "
                     "(Ubuntu 22.04) 20250901", "rootDeviceName": "/dev/sda1", "architecture": "x86_64"}

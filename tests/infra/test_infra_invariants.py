@@ -75,6 +75,18 @@ def test_program_registers_a_cluster(program):
             "aws:ec2/launchTemplate:LaunchTemplate", "aws:iam/role:Role"} <= types, name
 
 
+def test_everything_goes_through_the_spec_regions_provider(program):
+    """No resource or lookup falls back to the default provider (whose region is not the spec's)."""
+    name, run, _ = program
+    region = run.mocks.one("pulumi:providers:aws").inputs["region"]
+    assert region == run.mocks.region
+    want = f"pulumi:providers:aws::aws-{region}::"
+    for r in run.mocks.resources:
+        if r.type.startswith("aws:"):
+            assert want in r.provider, (name, r.type, r.name, r.provider)
+    assert run.mocks.call_providers and all(want in p for p in run.mocks.call_providers), name
+
+
 def test_no_internet_ingress_to_ray_ports_or_ssh(program):
     name, run, _ = program
     seen = list(_cidr_ingress(run.mocks))
