@@ -43,6 +43,7 @@ class ComputeArgs:
     head_sg_id: pulumi.Input[str]
     alb_sg_id: pulumi.Input[str] | None
     instance_profile_arn: pulumi.Input[str]
+    instance_profile_name: pulumi.Input[str]
     bucket_name: pulumi.Input[str]
     log_group_name: pulumi.Input[str]
     api_key_param: str
@@ -111,6 +112,8 @@ class Compute(pulumi.ComponentResource):
             launch_template={"id": self.head_template.id, "version": self.head_template.latest_version.apply(str)},
             subnet_id=(args.public_subnet_ids if public else args.private_subnet_ids)[0],
             associate_public_ip_address=public,
+            # Also named on the instance itself: the provider then retries while a new profile propagates in IAM.
+            iam_instance_profile=args.instance_profile_name,
             vpc_security_group_ids=[args.cluster_sg_id, args.head_sg_id],
             metadata_options=METADATA_OPTIONS,
             root_block_device={"volume_size": sizing.head_root_gib(), "volume_type": "gp3", "encrypted": True,
@@ -164,7 +167,7 @@ class Compute(pulumi.ComponentResource):
                             ssl_policy=TLS_POLICY, certificate_arn=spec.network.certificate_arn,
                             default_actions=[{"type": "forward", "target_group_arn": tg.arn}], tags=tags, opts=child)
             self.endpoint_url = pulumi.Output.concat("https://", self.alb.dns_name, "/v1")
-        elif public:
+        elif spec.network.public_endpoint:
             self.endpoint_url = pulumi.Output.concat("http://", self.head.public_ip, f":{spec.port}/v1")
         else:
             self.endpoint_url = pulumi.Output.concat("http://", self.head.private_ip, f":{spec.port}/v1")

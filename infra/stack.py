@@ -63,7 +63,7 @@ class GptOssCluster(pulumi.ComponentResource):
             private_subnet_ids=[s.id for s in self.network.private_subnets], vpc_id=self.network.vpc.id,
             cluster_sg_id=self.security.cluster.id, head_sg_id=self.security.head.id,
             alb_sg_id=self.security.alb.id if self.security.alb else None,
-            instance_profile_arn=self.identity.profile.arn, bucket_name=self.storage.bucket_name,
+            instance_profile_arn=self.identity.profile.arn, instance_profile_name=self.identity.profile.name, bucket_name=self.storage.bucket_name,
             log_group_name=self.storage.log_group.name, api_key_param=self.secrets.api_key_name,
             hub_token_param=self.secrets.hub_token_name), child)
 

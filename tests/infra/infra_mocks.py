@@ -66,6 +66,7 @@ class AwsMocks(pulumi.runtime.Mocks):
         elif t == "aws:lb/loadBalancer:LoadBalancer":
             state["dnsName"] = f"{args.name}-{n}.{self.region}.elb.amazonaws.com"
         state.setdefault("arn", f"arn:aws:mock:{self.region}:{ACCOUNT}:{args.name}")
+        state.setdefault("name", f"{args.name}-{n:07x}")  # Pulumi's auto-naming: logical name + suffix
         record.id = rid
         return rid, state
 

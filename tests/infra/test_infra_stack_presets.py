@@ -111,6 +111,7 @@ def test_20b_compute_l4_worker_group_and_launch_templates(run20):
     assert head.inputs["metadataOptions"]["httpTokens"] == "required"
     assert head.inputs["rootBlockDevice"]["encrypted"] is True
     assert head.inputs["associatePublicIpAddress"] is False and "private" in head.inputs["subnetId"]
+    assert head.inputs["iamInstanceProfile"].startswith("deploy-gpt-oss-node-profile-")
     ami_calls = [a for t, a in m.calls if t == "aws:ec2/getAmi:getAmi"]
     assert ami_calls and ami_calls[0]["owners"] == ["amazon"] and ami_calls[0]["mostRecent"] is True
     assert "Deep Learning" in ami_calls[0]["filters"][0]["values"][0]
