@@ -116,15 +116,19 @@ fetch_weights() {
 }
 
 # 5. Ray in the serving image, every port pinned (the security group names them), logs to CloudWatch.
+#    Host paths the tools use (models, encodings, the operator's remote dir) appear at the same paths inside.
 start_ray() {
+  install -d -m 0755 -o "$OPERATOR_USER" -g "$OPERATOR_USER" "$REMOTE_DIR"
   local run_flags=(--detach --name ray --restart unless-stopped --network host --ipc host
     --log-driver awslogs --log-opt "awslogs-region=$REGION" --log-opt "awslogs-group=$LOG_GROUP"
     --log-opt "awslogs-stream=$INSTANCE_ID/ray"
-    -v /tmp/ray:/tmp/ray -v "$ENCODINGS_DIR:$IMAGE_ENCODINGS_DIR:ro" -v "$MODELS_ROOT:$MODELS_ROOT:ro"
-    --env-file "$SECRETS" -e "TIKTOKEN_ENCODINGS_BASE=$IMAGE_ENCODINGS_DIR" -e RAY_USAGE_STATS_ENABLED=0)
+    -v /tmp/ray:/tmp/ray -v "$ENCODINGS_DIR:$ENCODINGS_DIR:ro" -v "$MODELS_ROOT:$MODELS_ROOT:ro"
+    -v "$REMOTE_DIR:$REMOTE_DIR"
+    --env-file "$SECRETS" -e "TIKTOKEN_ENCODINGS_BASE=$ENCODINGS_DIR" -e RAY_USAGE_STATS_ENABLED=0)
   if [ "$ROLE" = "worker" ]; then
     run_flags+=(--gpus all)
   else
+    # The dashboard embeds Grafana and queries Prometheus (`ops dashboards --target cluster` runs both).
     run_flags+=(-e "RAY_GRAFANA_HOST=http://127.0.0.1:$GRAFANA_PORT"
       -e "RAY_GRAFANA_IFRAME_HOST=http://localhost:$GRAFANA_PORT"
       -e "RAY_PROMETHEUS_HOST=http://127.0.0.1:$PROMETHEUS_PORT")
@@ -133,20 +137,22 @@ start_ray() {
   docker run "${run_flags[@]}" "$IMAGE" ray start "${RAY_START_ARGS[@]}"
 }
 
-# 6. Prometheus and Grafana on the head from Ray's generated configs, on loopback (reached through a tunnel).
-start_observability() {
-  local metrics=/tmp/ray/session_latest/metrics
-  for _ in $(seq 1 120); do
-    [ -f "$metrics/prometheus/prometheus.yml" ] && [ -f "$metrics/grafana/grafana.ini" ] && break
-    sleep 5
+# 6. `ray`, `serve` and `gpt-oss-python` on the host run inside the Ray container, so operators' tools (the
+#    cluster target over SSH or SSM) see one Ray and the image's Python; the operator user may use Docker.
+install_host_tools() {
+  local tool
+  for tool in ray serve gpt-oss-python; do
+    cat > "/usr/local/bin/$tool" <<'WRAPPER'
+#!/usr/bin/env bash
+# Installed by the gpt-oss-ops boot script: runs this command inside the node's Ray container.
+set -euo pipefail
+name="$(basename "$0")"
+[ "$name" = "gpt-oss-python" ] && name=python
+exec docker exec -i -e PYTHONPATH -e RAY_USAGE_STATS_ENABLED -e HF_HUB_OFFLINE -e RAY_ADDRESS ray "$name" "$@"
+WRAPPER
+    chmod 0755 "/usr/local/bin/$tool"
   done
-  docker rm --force prometheus grafana > /dev/null 2>&1 || true
-  docker run --detach --name prometheus --restart unless-stopped --network host -v /tmp/ray:/tmp/ray:ro \
-    "$PROMETHEUS_IMAGE" "--config.file=$metrics/prometheus/prometheus.yml" \
-    "--web.listen-address=127.0.0.1:$PROMETHEUS_PORT"
-  docker run --detach --name grafana --restart unless-stopped --network host -v /tmp/ray:/tmp/ray:ro \
-    -e "GF_PATHS_CONFIG=$metrics/grafana/grafana.ini" -e "GF_PATHS_PROVISIONING=$metrics/grafana/provisioning" \
-    -e GF_SERVER_HTTP_ADDR=127.0.0.1 -e "GF_SERVER_HTTP_PORT=$GRAFANA_PORT" "$GRAFANA_IMAGE"
+  usermod -aG docker "$OPERATOR_USER"
 }
 
 main() {
@@ -162,9 +168,7 @@ main() {
     fetch_weights
   fi
   start_ray
-  if [ "$ROLE" = "head" ]; then
-    start_observability
-  fi
+  install_host_tools
   log "node ready: role=$ROLE instance=$INSTANCE_ID"
 }
 

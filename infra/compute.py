@@ -16,13 +16,14 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import ports, sizing, userdata
+from ops.remote.hosts import ROLE_TAG, STACK_TAG
 from ops.spec import DeploymentSpec
 
 # Deep Learning Base OSS Nvidia Driver GPU AMI: NVIDIA driver, Docker and the NVIDIA container toolkit,
 # published by Amazon for G and P instances (https://docs.aws.amazon.com/dlami/latest/devguide/appendix-ami-release-notes.html).
 DLAMI_NAME = "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) *"
 DEFAULT_ROOT_DEVICE = "/dev/sda1"
-SSH_USER = "ubuntu"
+SSH_USER = userdata.OPERATOR_USER
 METADATA_OPTIONS = {"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 2}
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 # Ray Serve's proxy health route.
@@ -56,6 +57,11 @@ def head_is_public(spec: DeploymentSpec) -> bool:
     return (net.public_endpoint and not net.tls) or net.ssh == "allowlist"
 
 
+def node_role_tags(stack: str, role: str) -> dict[str, str]:
+    """The tags the cluster target finds nodes by when no stack outputs are at hand (ops.remote.hosts)."""
+    return {STACK_TAG: stack, ROLE_TAG: role}
+
+
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
@@ -87,7 +93,7 @@ class Compute(pulumi.ComponentResource):
 
         def template(role: str, instance_type: str, root_gib: int, user_data: pulumi.Output[str],
                      security_groups: list[pulumi.Input[str]] | None) -> aws.ec2.LaunchTemplate:
-            node_tags = {**tags, "Name": f"{name}-{role}", "ray-node-type": role}
+            node_tags = {**tags, **node_role_tags(args.stack, role), "Name": f"{name}-{role}"}
             return aws.ec2.LaunchTemplate(
                 f"{name}-{role}-lt", name_prefix=f"gpt-oss-{args.stack}-{role}-", image_id=ami_id,
                 instance_type=instance_type, key_name=args.key_name,
@@ -119,7 +125,7 @@ class Compute(pulumi.ComponentResource):
             root_block_device={"volume_size": sizing.head_root_gib(), "volume_type": "gp3", "encrypted": True,
                                "delete_on_termination": True},
             volume_tags={**tags, "Name": f"{name}-head"},
-            tags={**tags, "Name": f"{name}-head", "ray-node-type": "head"}, opts=child)
+            tags={**tags, **node_role_tags(args.stack, "head"), "Name": f"{name}-head"}, opts=child)
 
         # ---- GPU workers ------------------------------------------------------------------------------------
         worker_ud = pulumi.Output.all(args.bucket_name, args.log_group_name, self.head.private_ip).apply(
@@ -146,7 +152,7 @@ class Compute(pulumi.ComponentResource):
             launch_template=None if spec.aws.spot else lt_ref,
             instance_refresh={"strategy": "Rolling", "preferences": {"min_healthy_percentage": 50}},
             tags=[{"key": k, "value": v, "propagate_at_launch": True}
-                  for k, v in {**tags, "Name": f"{name}-worker"}.items()],
+                  for k, v in {**tags, **node_role_tags(args.stack, "worker"), "Name": f"{name}-worker"}.items()],
             opts=child, **spot)
         self.worker_counts = counts
 

@@ -10,8 +10,6 @@ from typing import Any
 # Override with `pulumi config set gpt-oss-ops:image REGISTRY/IMAGE:TAG`, e.g. the project's own image
 # built from app/Dockerfile, which bakes in the tiktoken encodings.
 DEFAULT_IMAGE = "rayproject/ray-llm:2.60.0-py311-cu128"
-PROMETHEUS_IMAGE = "prom/prometheus:v3.5.0"
-GRAFANA_IMAGE = "grafana/grafana-oss:12.1.0"
 DEFAULT_VPC_CIDR = "10.42.0.0/16"
 
 

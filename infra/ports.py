@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ops.dashboards import GRAFANA_PORT, METRICS_EXPORT_PORT, PROMETHEUS_PORT
+
 # Ray's defaults where it has them (GCS 6379, dashboard 8265, client 10001, dashboard agent 52365);
 # the rest are fixed here so they are the same on every node.
 GCS = 6379
@@ -17,15 +19,16 @@ OBJECT_MANAGER = 6381
 RUNTIME_ENV_AGENT = 6382
 DASHBOARD_AGENT_GRPC = 6383
 DASHBOARD = 8265
-METRICS_EXPORT = 8080
+METRICS_EXPORT = METRICS_EXPORT_PORT  # shared with ops.dashboards (Prometheus scrapes it)
 CLIENT = 10001
 DASHBOARD_AGENT_HTTP = 52365
 WORKER_MIN = 10002
 WORKER_MAX = 10999
 
-# Observability on the head node, reached only through an SSM or SSH tunnel (never opened in a group).
-GRAFANA = 3000
-PROMETHEUS = 9090
+# Observability on the head node (`ops dashboards --target cluster` runs both on loopback), reached only
+# through an SSM or SSH tunnel, never opened in a group.
+GRAFANA = GRAFANA_PORT
+PROMETHEUS = PROMETHEUS_PORT
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,9 @@ class GptOssCluster(pulumi.ComponentResource):
             "tunnels": c.tunnels,
             "worker_asg_name": c.workers.name,
             "worker_instance_type": it.name,
-            "workers": {"min": c.worker_counts.min, "desired": c.worker_counts.desired, "max": c.worker_counts.max},
+            # Not `workers`: ops.remote.hosts reads that key as a list of worker addresses.
+            "worker_counts": {"min": c.worker_counts.min, "desired": c.worker_counts.desired,
+                              "max": c.worker_counts.max},
             "region": spec.aws.region,
             "weights_bucket": self.storage.bucket_name,
             "log_group": self.storage.log_group.name,

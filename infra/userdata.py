@@ -16,19 +16,22 @@ import yaml
 from app.fetch_encodings import ENCODINGS, OFFICIAL_BASE_URL
 from app.llm_config import IMAGE_ENCODINGS_DIR
 from infra import ports
-from infra.options import GRAFANA_IMAGE, PROMETHEUS_IMAGE
+from ops.remote.settings import ClusterSettings
 from ops.spec import DeploymentSpec
 
 BOOT_SCRIPT = Path(__file__).with_name("boot.sh")
 BOOT_SCRIPT_PATH = "/usr/local/sbin/gpt-oss-boot"
 BOOT_ENV_PATH = "/etc/gpt-oss/boot.env"
 MODELS_ROOT = "/opt/models"
-HOST_ENCODINGS_DIR = "/opt/gpt-oss/tiktoken_encodings"
 # The pins and the official host come from app/fetch_encodings.py (tiktoken's own SHA-256 pins); the
 # in-image directory from app/llm_config.py, which points TIKTOKEN_ENCODINGS_BASE at it.
 ENCODINGS_SHA256 = ENCODINGS
 ENCODINGS_URL = OFFICIAL_BASE_URL.rstrip("/")
 LABEL_PREFIX = "gpt-oss-ops.io"
+# The login user of the Deep Learning AMI (Ubuntu), and the directory the cluster target keeps its bundle,
+# configs and API key file in on every node (ops.remote.settings), mounted into the Ray container.
+OPERATOR_USER = "ubuntu"
+REMOTE_DIR = ClusterSettings(user=OPERATOR_USER).resolved_remote_dir
 
 
 @dataclass(frozen=True)
@@ -79,16 +82,17 @@ def boot_env(spec: DeploymentSpec, ctx: BootContext) -> str:
         "ROLE": ctx.role,
         "REGION": spec.aws.region,
         "IMAGE": ctx.image,
-        "PROMETHEUS_IMAGE": PROMETHEUS_IMAGE,
-        "GRAFANA_IMAGE": GRAFANA_IMAGE,
         "BUCKET": ctx.bucket,
         "LOG_GROUP": ctx.log_group,
         "AUTH_ENABLED": "true" if spec.auth.enabled else "false",
         "API_KEY_ENV": spec.auth.api_key_env,
         "API_KEY_PARAM": ctx.api_key_param,
         "HUB_TOKEN_PARAM": ctx.hub_token_param,
-        "ENCODINGS_DIR": HOST_ENCODINGS_DIR,
-        "IMAGE_ENCODINGS_DIR": IMAGE_ENCODINGS_DIR,
+        # Same path on the host and in the image (where the project's image bakes them, and where the cluster
+        # target expects them on the nodes).
+        "ENCODINGS_DIR": IMAGE_ENCODINGS_DIR,
+        "OPERATOR_USER": OPERATOR_USER,
+        "REMOTE_DIR": REMOTE_DIR,
         "ENCODINGS_URL": ENCODINGS_URL,
         "MODELS_ROOT": MODELS_ROOT,
         "MODEL_DIR": model_dir(spec),

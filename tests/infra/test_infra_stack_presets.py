@@ -157,13 +157,35 @@ def test_20b_outputs(run20):
     assert o["head_private_ip"] and o["head_public_ip"] == ""
     assert o["region"] == "us-east-1"
     assert o["worker_asg_name"].startswith("gpt-oss-ci-workers-")
-    assert o["workers"] == {"min": 1, "desired": 2, "max": 2}
+    assert o["worker_counts"] == {"min": 1, "desired": 2, "max": 2}
     assert o["estimated_usd_per_hour"] == pytest.approx(catalog.HEAD_USD_PER_HOUR + 2 * 0.8048)
     dash = o["tunnels"]["ray_dashboard"]["ssm"]
     assert "AWS-StartPortForwardingSession" in dash and '"8265"' in dash and o["head_instance_id"] in dash
     assert '"3000"' in o["tunnels"]["grafana"]["ssm"]
     assert "SSH is closed" in o["tunnels"]["grafana"]["ssh"]
-    assert head.inputs["tags"]["ray-node-type"] == "head"
+    assert head.inputs["tags"]["gpt-oss-ops:role"] == "head" and head.inputs["tags"]["gpt-oss-ops:stack"] == "ci"
+    worker_lt = r.mocks.one(LT, "worker")
+    instance_tags = next(t["tags"] for t in worker_lt.inputs["tagSpecifications"] if t["resourceType"] == "instance")
+    assert instance_tags["gpt-oss-ops:role"] == "worker" and instance_tags["gpt-oss-ops:stack"] == "ci"
+    asg_tags = {t["key"]: t for t in r.mocks.one(ASG).inputs["tags"]}
+    assert asg_tags["gpt-oss-ops:role"]["value"] == "worker" and asg_tags["gpt-oss-ops:role"]["propagateAtLaunch"]
+
+
+def test_outputs_are_what_the_cluster_target_reads(run20):
+    """ops.remote.hosts maps `pulumi stack output --json` onto the hosts it deploys to."""
+    from moto import mock_aws
+
+    from ops.remote.hosts import from_outputs
+    from ops.remote.settings import ClusterSettings
+
+    _, r = run20
+    as_json = json.loads(json.dumps(r.outputs))  # what `pulumi stack output --json` prints
+    with mock_aws():  # the worker group lookup goes to (fake) AWS: no instances yet
+        hosts = from_outputs(as_json, ClusterSettings(via="ssm"))
+    assert hosts.head == hosts.head_private == r.outputs["head_private_ip"]
+    assert hosts.endpoint == r.outputs["endpoint_url"] and hosts.region == "us-east-1"
+    assert hosts.worker_asg_name == r.outputs["worker_asg_name"] and hosts.workers == []
+    assert hosts.head_instance_id == r.outputs["head_instance_id"]
 
 
 def test_120b_l40s_tp2_on_a_four_gpu_instance(run120):

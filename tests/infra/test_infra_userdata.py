@@ -99,6 +99,17 @@ def _sourced(env_text: str, tmp_path: Path, expr: str) -> list[str]:
     return out.splitlines()
 
 
+def test_host_tool_wrappers_pass_shellcheck(tmp_path):
+    """The `ray` / `serve` / `gpt-oss-python` wrappers the boot script writes onto the host."""
+    text = userdata.BOOT_SCRIPT.read_text()
+    wrapper = re.search(r"<<'WRAPPER'\n(.*?)\nWRAPPER\n", text, re.S).group(1)
+    f = tmp_path / "wrapper"
+    f.write_text(wrapper + "\n")
+    res = subprocess.run(["shellcheck", str(f)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout
+    assert wrapper.startswith("#!/usr/bin/env bash") and "docker exec -i" in wrapper
+
+
 def test_ray_start_arguments_parse_with_rays_own_cli(rendered, tmp_path):
     from ray._private.label_utils import parse_node_labels_string, validate_node_label_syntax
     from ray.scripts.scripts import start
