@@ -87,6 +87,10 @@ def problems(spec: DeploymentSpec, options: InfraOptions) -> list[Problem]:
         elif not _KEY_NAME.fullmatch(options.key_name):
             found.append(Problem("keyName", f"{options.key_name!r} is not an EC2 key pair name.",
                                  "use the name shown by `aws ec2 describe-key-pairs`."))
+    if net.ssh == "none" and options.key_name:
+        found.append(Problem("keyName", "network.ssh is none, so no key pair is installed on the nodes.",
+                             "remove it (pulumi config rm gpt-oss-ops:keyName), or set network.ssh: ssm for SSH over "
+                             "Session Manager."))
     if net.public_endpoint and not spec.auth.enabled:
         found.append(Problem("auth.enabled", "a public endpoint without authentication would serve anyone.",
                              "keep auth.enabled: true (the default), or set network.public_endpoint: false."))

@@ -179,21 +179,28 @@ class Compute(pulumi.ComponentResource):
             self.endpoint_url = pulumi.Output.concat("http://", self.head.private_ip, f":{spec.port}/v1")
 
         self.tunnels = pulumi.Output.all(self.head.id, self.head.public_ip).apply(
-            lambda v: tunnel_commands(spec, instance_id=v[0], public_ip=v[1] or None))
+            lambda v: tunnel_commands(spec, instance_id=v[0], public_ip=v[1] or None,
+                                      key_pair=args.key_name is not None))
         self.register_outputs({"head_id": self.head.id, "head_private_ip": self.head.private_ip,
                                "worker_asg_name": self.workers.name, "endpoint_url": self.endpoint_url})
 
 
-def tunnel_commands(spec: DeploymentSpec, *, instance_id: str, public_ip: str | None) -> dict[str, dict[str, str]]:
+def tunnel_commands(spec: DeploymentSpec, *, instance_id: str, public_ip: str | None,
+                    key_pair: bool = False) -> dict[str, dict[str, str]]:
     """How to reach the Ray dashboard, Grafana and the endpoint on the head from a laptop: SSM port forwarding
-    always; SSH only when network.ssh is "allowlist"."""
+    always; SSH straight to the head with network.ssh "allowlist", SSH over SSM when a key pair is installed."""
     out: dict[str, dict[str, str]] = {}
     for what, port in (("ray_dashboard", ports.DASHBOARD), ("grafana", ports.GRAFANA), ("endpoint", spec.port)):
         ssm = shlex.join(["aws", "ssm", "start-session", "--region", spec.aws.region, "--target", instance_id,
                           "--document-name", "AWS-StartPortForwardingSession", "--parameters",
                           f'{{"portNumber":["{port}"],"localPortNumber":["{port}"]}}'])
+        forward = ["ssh", "-N", "-L", f"{port}:127.0.0.1:{port}"]
         if spec.network.ssh == "allowlist" and public_ip:
-            ssh = shlex.join(["ssh", "-N", "-L", f"{port}:127.0.0.1:{port}", f"{SSH_USER}@{public_ip}"])
+            ssh = shlex.join([*forward, f"{SSH_USER}@{public_ip}"])
+        elif key_pair:
+            proxy = shlex.join(["aws", "ssm", "start-session", "--region", spec.aws.region, "--target", instance_id,
+                                "--document-name", "AWS-StartSSHSession", "--parameters", "portNumber=22"])
+            ssh = shlex.join([*forward, "-o", f"ProxyCommand={proxy}", f"{SSH_USER}@{instance_id}"])
         else:
             ssh = f"SSH is closed (network.ssh={spec.network.ssh}); use the SSM command"
         out[what] = {"local_url": f"http://localhost:{port}", "ssm": ssm, "ssh": ssh}

@@ -5,7 +5,9 @@
 - `head`: the endpoint (Serve's HTTP port) from the spec's allow-list, or from the load balancer's group
   when TLS is terminated on an ALB; SSH from the allow-list only when network.ssh is "allowlist".
 - `alb` (TLS only): HTTPS from the allow-list.
-With network.ssh "ssm" (the default) no group opens port 22: operators tunnel through SSM Session Manager.
+With network.ssh "ssm" (the default) no group opens port 22 to any address: operators tunnel through SSM
+Session Manager. Only when a key pair is configured (SSH over SSM, the cluster target's `via=ssm`) does the
+cluster group open 22 to its own members, so the head can be the jump host to the workers.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class SecurityArgs:
     allow_cidrs: list[str]
     ssh_allowlist: bool
     alb: bool
+    ssh_within_cluster: bool = False
 
 
 def _cidr_args(cidr: str) -> dict[str, str]:
@@ -63,7 +66,7 @@ class Security(pulumi.ComponentResource):
 
         self.cluster = group("cluster", "Ray nodes: Ray ports open to this group only")
         rules = ports.cluster_rules(args.serve_port)
-        if args.ssh_allowlist:
+        if args.ssh_allowlist or args.ssh_within_cluster:
             rules.append(ports.PortRule("ssh", SSH, SSH))  # the head as jump host to the workers
         for r in rules:
             ingress(f"cluster-{r.name}", self.cluster, r.from_port, r.to_port, f"ray {r.name} within the cluster",

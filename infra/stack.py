@@ -42,12 +42,14 @@ class GptOssCluster(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         tags = spec.resource_tags(stack)
         net = spec.network
+        # A key pair serves SSH from the allow-list, or SSH over SSM (port 22 then opens inside the cluster only).
+        key_name = options.key_name if net.ssh != "none" else None
 
         self.network = Network(f"{name}-net", NetworkArgs(cidr=options.vpc_cidr, region=spec.aws.region, tags=tags),
                                child)
         self.security = Security(f"{name}-sg", SecurityArgs(
             vpc_id=self.network.vpc.id, tags=tags, serve_port=spec.port, allow_cidrs=list(net.allow_cidrs),
-            ssh_allowlist=net.ssh == "allowlist", alb=net.tls), child)
+            ssh_allowlist=net.ssh == "allowlist", alb=net.tls, ssh_within_cluster=key_name is not None), child)
         self.storage = Storage(f"{name}-data", StorageArgs(tags=tags, existing_bucket=spec.aws.weights_bucket), child)
         self.secrets = Secrets(f"{name}-secrets", SecretsArgs(stack=stack, region=spec.aws.region, tags=tags,
                                                               api_key=options.api_key, hub_token=options.hub_token),
@@ -58,7 +60,7 @@ class GptOssCluster(pulumi.ComponentResource):
             log_group_arn=self.storage.log_group.arn,
             ecr_repository_arn=ecr_repository_arn(options.image)), child)
         self.compute = Compute(f"{name}-ray", ComputeArgs(
-            spec=spec, stack=stack, image=options.image, key_name=options.key_name if net.ssh == "allowlist" else None,
+            spec=spec, stack=stack, image=options.image, key_name=key_name,
             tags=tags, public_subnet_ids=[s.id for s in self.network.public_subnets],
             private_subnet_ids=[s.id for s in self.network.private_subnets], vpc_id=self.network.vpc.id,
             cluster_sg_id=self.security.cluster.id, head_sg_id=self.security.head.id,

@@ -40,6 +40,8 @@ CASES = {
         {"ssh": "allowlist", "allow_cidrs": ["0.0.0.0/0"], "allow_world": True})}, "network.ssh", "network.ssh: ssm"),
     "ssh-allowlist-no-key": ({"preset": "gpt-oss-20b", "network": json.dumps(
         {"ssh": "allowlist", "allow_cidrs": ["203.0.113.0/24"]})}, "network.ssh", "keyName"),
+    "key-pair-with-ssh-none": ({"preset": "gpt-oss-20b", "keyName": "k", "network": json.dumps({"ssh": "none"})},
+                               "keyName", "network.ssh: ssm"),
     "public-endpoint-no-auth": ({"preset": "gpt-oss-20b", "auth": json.dumps({"enabled": False}), "network": json.dumps(
         {"public_endpoint": True, "allow_cidrs": ["203.0.113.0/24"]})}, "auth.enabled", "auth.enabled: true"),
     "certificate-other-region": ({"preset": "gpt-oss-20b", "network": json.dumps(

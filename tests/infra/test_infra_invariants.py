@@ -19,6 +19,7 @@ RAY_PORTS = [(r.from_port, r.to_port) for r in ports.cluster_rules(8000) if r.na
 
 CONFIGS = {
     "preset-20b": ({"preset": "gpt-oss-20b"}, "us-east-1", {"model": "gpt-oss-20b", "owner": "unknown", "ttl": "none"}),
+    "ssh-over-ssm": ({"preset": "gpt-oss-20b", "keyName": "ops-key"}, "us-east-1", {"model": "gpt-oss-20b"}),
     "model-120b": ({"model": "gpt-oss-120b", "owner": "ops@example.com", "ttl_hours": "24"}, "us-east-1",
                    {"model": "gpt-oss-120b", "owner": "ops@example.com", "ttl": "24h"}),
     "spec-file-full": ({"specFile": "SPEC_FILE", "keyName": "ops-key"}, "us-west-2",

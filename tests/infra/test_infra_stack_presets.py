@@ -276,3 +276,19 @@ def test_endpoint_tunnel_for_a_private_endpoint(run20):
     _, r = run20
     ep = r.outputs["tunnels"]["endpoint"]
     assert ep["local_url"] == "http://localhost:8000" and '"8000"' in ep["ssm"]
+
+
+def test_ssh_over_ssm_opens_22_inside_the_cluster_only():
+    spec = resolve(preset="gpt-oss-20b").spec  # network.ssh: ssm (the default)
+    r = build(spec, InfraOptions(key_name="ops-key"))
+    rules = ingress_rules(r.mocks)
+    ssh = [x for x in rules if ports_of(x) == (22, 22)]
+    cluster_sg = r.mocks.one("aws:ec2/securityGroup:SecurityGroup", "cluster").id
+    assert [(x.inputs["securityGroupId"], source_of(x)) for x in ssh] == [(cluster_sg, cluster_sg)]
+    assert all(lt.inputs["keyName"] == "ops-key" for lt in r.mocks.of_type(LT))
+    cmd = r.outputs["tunnels"]["ray_dashboard"]["ssh"]
+    assert "AWS-StartSSHSession" in cmd and cmd.startswith("ssh -N -L 8265:127.0.0.1:8265 -o ")
+    assert cmd.endswith(f"ubuntu@{r.outputs['head_instance_id']}")
+    # Without a key pair nothing opens 22 at all.
+    plain = build(spec)
+    assert not [x for x in ingress_rules(plain.mocks) if ports_of(x) == (22, 22)]
