@@ -132,7 +132,7 @@ def test_planner_equals_what_this_vllm_logged(tiny_server):
 
     _, log_path = tiny_server
     text = log_path.read_text()
-    m = re.search(r"CPU KV cache size: ([\d,]+) tokens, Maximum concurrency for ([\d,]+) tokens per request: "
+    m = re.search(r"(?:GPU|CPU) KV cache size: ([\d,]+) tokens, Maximum concurrency for ([\d,]+) tokens per request: "
                   r"([\d.]+)x", text)
     assert m, text[-2000:]
     p = plan(PlanInput(model="tiny", accelerator="CPU", max_model_len=MAX_LEN, kv_cache_memory_gib=1.0))

@@ -36,6 +36,8 @@ def parse(path: Path) -> dict:
         found["weights_gib"] = float(m.group(1))
     if m := re.search(r"Available KV cache memory: (-?[\d.]+) GiB", text):
         found["available_gib"] = float(m.group(1))
+    elif m := re.search(r"Explicitly set \((-?[\d.]+)/[\d.]+\) GiB for KV cache", text):  # CPU backend
+        found["available_gib"] = float(m.group(1))
     if m := re.search(r"(?:GPU|CPU) KV cache size: ([\d,]+) tokens", text):
         found["tokens"] = int(m.group(1).replace(",", ""))
     if m := re.search(r"Maximum concurrency for ([\d,]+) tokens per request: ([\d.]+)x", text):

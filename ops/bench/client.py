@@ -31,6 +31,7 @@ class BenchConfig:
     ignore_eos: bool = True  # vLLM extension: generate exactly output_len tokens
     request_timeout_s: float = 300.0
     deadline_s: float = 900.0  # the whole run stops by itself after this
+    seed: int = 0  # prompts are random words drawn from this seed + request index
 
 
 def base_url(endpoint: str) -> str:
@@ -38,10 +39,20 @@ def base_url(endpoint: str) -> str:
     return e if e.endswith("/v1") else e + "/v1"
 
 
-def make_prompt(input_len: int) -> str:
-    """A prompt of about `input_len` tokens for BPE vocabularies like o200k ("hello" is one token, and so is
-    " hello"); the server's usage report gives the exact count."""
-    return "hello" + " hello" * max(0, input_len - 1)
+# Common English words that are one token each, with or without a leading space, in o200k and cl100k.
+WORDS = ("time person year way day thing man world life hand part child eye woman place work week case point "
+         "number group problem fact good new first last long great little own other old right big high small "
+         "large next early young important few public bad same able water house story night light").split()
+
+
+def make_prompt(input_len: int, seed: int = 0) -> str:
+    """A prompt of about `input_len` tokens of random common words, different for every request so that
+    prefix caching does not turn prefill into a cache hit (vLLM's random dataset does the same with random
+    token ids). The server's usage report gives the exact count."""
+    import random
+
+    rng = random.Random(seed)
+    return " ".join(rng.choice(WORDS) for _ in range(max(1, input_len)))
 
 
 def payload(cfg: BenchConfig, prompt: str) -> dict:
@@ -139,7 +150,6 @@ def _error_message(body: str) -> str:
 
 async def run(cfg: BenchConfig) -> dict:
     """One run at one concurrency level; returns the aggregated report (ops.bench.stats.aggregate)."""
-    prompt = make_prompt(cfg.input_len)
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(cfg.requests):
         queue.put_nowait(i)
@@ -152,10 +162,10 @@ async def run(cfg: BenchConfig) -> dict:
         async def worker() -> None:
             while True:
                 try:
-                    queue.get_nowait()
+                    i = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     return
-                results.append(await one_request(client, cfg, prompt, t0))
+                results.append(await one_request(client, cfg, make_prompt(cfg.input_len, cfg.seed + i), t0))
 
         tasks = [asyncio.create_task(worker()) for _ in range(max(1, min(cfg.concurrency, cfg.requests)))]
         done, pending = await asyncio.wait(tasks, timeout=cfg.deadline_s)
@@ -169,7 +179,7 @@ async def run(cfg: BenchConfig) -> dict:
                 for _ in range(missing)]
     report = aggregate(results, duration)
     report.update({"concurrency": cfg.concurrency, "input_len": cfg.input_len, "output_len": cfg.output_len,
-                   "api": cfg.api, "stream": cfg.stream, "model": cfg.model, "endpoint": cfg.endpoint,
+                   "api": cfg.api, "stream": cfg.stream, "model": cfg.model, "endpoint": cfg.endpoint, "seed": cfg.seed,
                    "client_cpu_s": round(cpu, 3), "client_cpu_share": round(cpu / duration, 4) if duration else None})
     sample = next((r.error for r in results if not r.ok and r.error), None)
     if sample:

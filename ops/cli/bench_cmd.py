@@ -26,6 +26,7 @@ def register(app: typer.Typer) -> None:
         api_key: Annotated[Optional[str], typer.Option("--api-key", help=f"Bearer token; default from ${API_KEY_ENVS[0]} or ${API_KEY_ENVS[1]}.")] = None,
         timeout: Annotated[float, typer.Option("--timeout", help="Per-request timeout (s).", min=0.1)] = 300.0,
         deadline: Annotated[float, typer.Option("--deadline", help="Whole-run limit per concurrency level (s); unfinished requests count as errors.", min=1)] = 900.0,
+        seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the random prompts (default: a new one each run, so earlier runs do not warm the prefix cache).")] = None,
         json_file: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON to this file ('-' for stdout).")] = None,
         plot_file: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG of latency against concurrency.")] = None,
     ) -> None:
@@ -50,13 +51,16 @@ def register(app: typer.Typer) -> None:
         from ops.bench.report import plot, table
         from ops.console import emit_json, err
 
+        import random
+
+        base_seed = seed if seed is not None else random.randrange(2**31)
         runs = []
-        for level in levels:
+        for n, level in enumerate(levels):
             err.print(f"[bold]bench[/] concurrency {level}: {requests} requests of {input_len} in / {output_len} out")
             runs.append(run_sync(BenchConfig(endpoint=endpoint, model=model, concurrency=level, requests=requests,
                                              input_len=input_len, output_len=output_len, api=api, stream=stream,
                                              api_key=key, ignore_eos=ignore_eos, request_timeout_s=timeout,
-                                             deadline_s=deadline)))
+                                             deadline_s=deadline, seed=base_seed + n * requests)))
         err.print(table(runs))
         first = next((r["first_error"] for r in runs if r.get("first_error")), None)
         if first:
