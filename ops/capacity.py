@@ -21,7 +21,7 @@ explains each term, its sources and how far off it can be.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ops.catalog import GIB, AcceleratorInfo, ModelInfo
 
@@ -43,8 +43,6 @@ CUDA_GRAPH_GIB = 0.30  # vLLM's CUDA-graph memory estimate (VLLM_MEMORY_PROFILER
 ACTIVATION_BASE_GIB = 0.10  # activation peak of the profiling run that does not scale with batch size
 ACTIVATION_PER_2K_TOKENS_GIB = 0.20  # per 2048 tokens of max_num_batched_tokens (hidden states, MoE buffers)
 SAMPLER_COPIES = 2  # the profile run's dummy sampler holds ~2 fp32 [max_num_seqs, vocab] tensors at its peak
-# Kept for callers of the first version of this module: the overhead at vLLM's defaults on a 24 GiB GPU.
-NON_KV_OVERHEAD_GIB = 1.2
 
 
 def cdiv(a: int, b: int) -> int:
@@ -277,7 +275,6 @@ class Fit:
     kv_gib_per_gpu: float
     max_concurrency: float = 0.0
     kv_cache_tokens: int = 0
-    details: dict = field(default_factory=dict, compare=False)
 
 
 def check_fit(m: ModelInfo, acc: AcceleratorInfo, *, tp: int, pp: int = 1, max_model_len: int,
