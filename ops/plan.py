@@ -29,6 +29,7 @@ class PlanInput:
     max_num_batched_tokens: int | None = None
     max_num_seqs: int | None = None
     block_size: int | None = None
+    kv_cache_dtype: str = "auto"  # "auto" (bf16, the model's dtype) or "fp8"
     overhead_gib: float | None = None  # override the modelled non-KV overhead per GPU
     kv_cache_memory_gib: float | None = None  # vLLM's --kv-cache-memory-bytes / VLLM_CPU_KVCACHE_SPACE
     concurrency: int | None = None  # requests of max_model_len that must be served at once
@@ -58,6 +59,13 @@ def plan(p: PlanInput) -> dict[str, Any]:
     settings = capacity.default_engine_settings(acc, tp=tp, pp=pp, max_model_len=p.max_model_len,
                                                 max_num_batched_tokens=p.max_num_batched_tokens,
                                                 max_num_seqs=p.max_num_seqs, block_size=p.block_size)
+    if p.kv_cache_dtype not in ("auto", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2"):
+        raise PlanError("kv_cache_dtype", f"{p.kv_cache_dtype!r} is not a KV-cache dtype vLLM offers here.",
+                        "use auto (bf16) or fp8.")
+    if p.kv_cache_dtype.startswith("fp8"):
+        from dataclasses import replace
+
+        settings = replace(settings, kv_dtype_bytes=1)
     kv_mem = p.kv_cache_memory_gib
     if acc.key == "CPU" and kv_mem is None:
         kv_mem = CPU_KV_CACHE_GIB
@@ -76,6 +84,7 @@ def plan(p: PlanInput) -> dict[str, Any]:
         "max_model_len": p.max_model_len,
         "gpu_memory_utilization": util,
         "block_size": settings.block_size,
+        "kv_cache_dtype": p.kv_cache_dtype,
         "max_num_batched_tokens": settings.max_num_batched_tokens,
         "max_num_seqs": settings.max_num_seqs,
         "gpu_memory_gib": acc.memory_gib,

@@ -59,6 +59,14 @@ def test_120b_at_full_context_on_one_h100_does_not_fit_and_says_what_does():
     assert not plan(PlanInput(model="120b", accelerator="H100", max_model_len=smaller + 16))["fits"]
 
 
+def test_fp8_kv_cache_doubles_the_tokens_in_the_same_memory():
+    bf16 = plan(PlanInput(model="20b", accelerator="L4", max_model_len=32768, kv_cache_memory_gib=4.0))
+    fp8 = plan(PlanInput(model="20b", accelerator="L4", max_model_len=32768, kv_cache_memory_gib=4.0,
+                         kv_cache_dtype="fp8"))
+    assert abs(fp8["num_gpu_blocks"] - 2 * bf16["num_gpu_blocks"]) <= 1  # floor division of the same memory
+    assert fp8["kv_bytes_per_token"] * 2 == bf16["kv_bytes_per_token"]
+
+
 def test_cpu_plan_uses_the_local_stack_kv_space_and_block_size():
     r = plan(PlanInput(model="tiny", accelerator="CPU", max_model_len=2048))
     assert r["block_size"] == 128 and r["available_kv_cache_gib"] == 1.0
@@ -73,6 +81,7 @@ def test_cpu_plan_uses_the_local_stack_kv_space_and_block_size():
     ({"gpu_memory_utilization": 1.5}, "gpu_memory_utilization"),
     ({"concurrency": 0}, "concurrency"),
     ({"gpus_per_replica": 3}, "num_gpus"),
+    ({"kv_cache_dtype": "int4"}, "kv_cache_dtype"),
 ])
 def test_bad_input_names_the_field_and_the_fix(kwargs, field):
     base = {"model": "20b", "accelerator": "L4"}

@@ -26,6 +26,7 @@ def register(app: typer.Typer) -> None:
         gpu_memory_utilization: Annotated[Optional[float], typer.Option("--gpu-memory-utilization", help="vLLM's fraction of GPU memory (default 0.9).", rich_help_panel=_P)] = None,
         max_num_batched_tokens: Annotated[Optional[int], typer.Option("--max-num-batched-tokens", help="vLLM's token budget per step (default: vLLM's for the GPU).", rich_help_panel=_P)] = None,
         max_num_seqs: Annotated[Optional[int], typer.Option("--max-num-seqs", help="vLLM's running-request cap (default: vLLM's).", rich_help_panel=_P)] = None,
+        kv_cache_dtype: Annotated[str, typer.Option("--kv-cache-dtype", help="auto (bf16) or fp8, as vLLM's --kv-cache-dtype.", rich_help_panel=_P)] = "auto",
         overhead_gib: Annotated[Optional[float], typer.Option("--overhead-gib", help="Override the modelled non-KV memory per GPU (activation peak, CUDA graphs, NCCL, non-torch).", rich_help_panel=_P)] = None,
         kv_cache_memory_gib: Annotated[Optional[float], typer.Option("--kv-cache-memory-gib", help="KV-cache memory per GPU, as vLLM's --kv-cache-memory-bytes (CPU: VLLM_CPU_KVCACHE_SPACE, default 1).", rich_help_panel=_P)] = None,
         concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="Full-context requests to hold at once (sizes the replica count).", rich_help_panel=_P)] = None,
@@ -49,7 +50,7 @@ def register(app: typer.Typer) -> None:
                 tensor_parallel_size=fields["tensor_parallel_size"],
                 pipeline_parallel_size=fields["pipeline_parallel_size"], gpus_per_replica=num_gpus,
                 max_model_len=fields["max_model_len"], gpu_memory_utilization=fields["gpu_memory_utilization"],
-                max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, overhead_gib=overhead_gib,
+                max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, kv_cache_dtype=kv_cache_dtype, overhead_gib=overhead_gib,
                 kv_cache_memory_gib=kv_cache_memory_gib, concurrency=concurrency,
                 budget_usd_per_hour=budget_usd_per_hour, output_tokens_per_s=output_tokens_per_s))
         except PlanError as e:
