@@ -22,6 +22,7 @@ from ops.spec import DeploymentSpec
 # Deep Learning Base OSS Nvidia Driver GPU AMI: NVIDIA driver, Docker and the NVIDIA container toolkit,
 # published by Amazon for G and P instances (https://docs.aws.amazon.com/dlami/latest/devguide/appendix-ami-release-notes.html).
 DLAMI_NAME = "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) *"
+# Root device of Ubuntu AMIs; an aws.ami_id override is assumed to be Ubuntu-based like the DLAMI.
 DEFAULT_ROOT_DEVICE = "/dev/sda1"
 SSH_USER = userdata.OPERATOR_USER
 METADATA_OPTIONS = {"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 2}
@@ -108,7 +109,7 @@ class Compute(pulumi.ComponentResource):
                                     for kind in ("instance", "volume", "network-interface")],
                 update_default_version=True, tags=tags, opts=child)
 
-        # ---- head: Ray GCS, dashboard, Serve controller and proxy; Prometheus and Grafana on loopback --------
+        # ---- head: Ray GCS, dashboard, Serve controller and proxy (no GPU work) ----------------------------
         head_ud = pulumi.Output.all(args.bucket_name, args.log_group_name).apply(
             lambda v: userdata.render(spec, context("head", v[0], v[1])))
         self.head_template = template("head", spec.aws.head_instance_type, sizing.head_root_gib(), head_ud, None)
