@@ -139,7 +139,7 @@ def upload(conn, settings, bundle: Bundle, *, progress: ChunkCallback | None = N
     """Put the tarball on the node (SFTP, to a part file) and install it; returns the bundle directory."""
     from ops.remote.connection import run, with_retries
 
-    remote_dir = settings.resolved_remote_dir
+    remote_dir = settings.remote_dir_for(conn.host)
     part = f"{remote_dir}/uploads/{bundle.sha256}.{conn.host}.part"
 
     def put(c):
@@ -163,7 +163,7 @@ def states(conns: dict[str, Any], settings) -> dict[str, dict[str, Any]]:
     """The installed bundle hash on each node (and the directories made), all nodes at once."""
     from ops.remote.connection import fanout
 
-    res = fanout(conns, settings, python_argv(settings, STATE_SCRIPT, settings.resolved_remote_dir),
+    res = fanout(conns, settings, lambda h: python_argv(settings, STATE_SCRIPT, settings.remote_dir_for(h)),
                  what="reading the installed bundle")
     return {h: json.loads(r.stdout.strip().splitlines()[-1]) for h, r in res.items()}
 

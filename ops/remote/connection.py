@@ -248,9 +248,16 @@ def fanout(conns: dict[str, Any], settings: ClusterSettings, argv_for: Callable[
             if isinstance(r, BaseException):
                 continue  # retried below
             results[c.host] = r
-    for host, argv in per_host.items():
-        if host not in results:
-            results[host] = run(conns[host], settings, argv, env=env, timeout=timeout, check=False, what=what)
+    rest = [h for h in per_host if h not in results]
+    if rest:
+        # Commands that differ per host, and hosts whose group connection failed: one thread each, with retries.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=len(rest)) as pool:
+            futures = {h: pool.submit(run, conns[h], settings, per_host[h], env=env, timeout=timeout, check=False,
+                                      what=what) for h in rest}
+            for h, f in futures.items():
+                results[h] = f.result()
     if check:
         for host, r in results.items():
             if r.exited != 0:

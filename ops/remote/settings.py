@@ -92,6 +92,10 @@ class ClusterSettings:
             return self.remote_dir
         return "/root/.gpt-oss-ops" if self.user == "root" else f"/home/{self.user}/.gpt-oss-ops"
 
+    def remote_dir_for(self, host: str) -> str:
+        """remote_dir on one node; "{host}" in it (for test hosts sharing one filesystem) becomes the address."""
+        return self.resolved_remote_dir.replace("{host}", host)
+
     def ray_temp_dir_for(self, host: str) -> str | None:
         return self.ray_temp_dir.replace("{host}", host) if self.ray_temp_dir else None
 
