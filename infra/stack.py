@@ -12,7 +12,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra import checks, sizing
+from infra import checks, sizing, userdata
 from infra.compute import Compute, ComputeArgs, head_is_public
 from infra.iam import IamArgs, NodeIdentity
 from infra.network import Network, NetworkArgs
@@ -86,6 +86,10 @@ class GptOssCluster(pulumi.ComponentResource):
             "region": spec.aws.region,
             "weights_bucket": self.storage.bucket_name,
             "log_group": self.storage.log_group.name,
+            # For the cluster target (ops/remote): how to run things on the nodes this stack boots.
+            "node_access": {"user": userdata.OPERATOR_USER, "python": "gpt-oss-python", "ray": "ray",
+                            "serve": "serve", "remote_dir": userdata.REMOTE_DIR,
+                            "encodings_dir": userdata.IMAGE_ENCODINGS_DIR, "model_dir": userdata.model_dir(spec)},
             "api_key_parameter": self.secrets.api_key_name,
             "hub_token_parameter": self.secrets.hub_token_name,
             "estimated_usd_per_hour": cost.usd_per_hour,

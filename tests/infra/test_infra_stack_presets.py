@@ -186,6 +186,10 @@ def test_outputs_are_what_the_cluster_target_reads(run20):
     assert hosts.endpoint == r.outputs["endpoint_url"] and hosts.region == "us-east-1"
     assert hosts.worker_asg_name == r.outputs["worker_asg_name"] and hosts.workers == []
     assert hosts.head_instance_id == r.outputs["head_instance_id"]
+    access = r.outputs["node_access"]
+    assert access["remote_dir"] == ClusterSettings(user=access["user"]).resolved_remote_dir
+    assert access["encodings_dir"] == ClusterSettings().encodings_dir
+    assert access["model_dir"] == "/opt/models/gpt-oss-20b" and access["python"] == "gpt-oss-python"
 
 
 def test_120b_l40s_tp2_on_a_four_gpu_instance(run120):
