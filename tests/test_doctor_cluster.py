@@ -1,0 +1,70 @@
+"""`ops doctor --target cluster` reads every node's Ray logs over real SSH (network-namespace hosts running
+sshd, tests/cluster/harness.py), names the node and file where a failure was seen, and reports a node it could
+not reach instead of silently scanning fewer."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "cluster"))
+import harness  # noqa: E402  (tests/cluster/harness.py)
+
+from ops.cli import app  # noqa: E402
+
+pytestmark = pytest.mark.cluster
+ERRORS = Path(__file__).parent / "fixtures" / "errors"
+
+
+@pytest.fixture
+def two_hosts(monkeypatch, encodings_dir):
+    c = harness.create(2)
+    try:
+        for k, v in c.env(encodings_dir).items():
+            monkeypatch.setenv(k, v)
+        monkeypatch.setenv("TIKTOKEN_ENCODINGS_BASE", str(encodings_dir))
+        yield c
+    finally:
+        c.close()
+
+
+def _session_logs(c, host) -> Path:
+    """Where the node's Ray session logs live: the cluster target's per-host Ray temp dir."""
+    d = Path(c.env(Path("/unused"))["GPT_OSS_RAY_TEMP_DIR"].replace("{host}", host.addr)) / "session_latest" / "logs"
+    (d / "serve").mkdir(parents=True)
+    return d
+
+
+def _text(name: str) -> str:
+    return (ERRORS / name).read_text().split("\n---\n", 1)[1]
+
+
+def test_every_node_is_scanned_and_an_unreachable_one_is_reported(two_hosts):
+    head, worker = two_hosts.hosts
+    head_logs = _session_logs(two_hosts, head)
+    (head_logs / "serve" / "replica_default_LLMServer_my-gpt-oss.log").write_text(_text("harmony_vocab_download.txt"))
+    (head_logs / "raylet.out").write_text("INFO raylet started\n")
+    worker_logs = _session_logs(two_hosts, worker)
+    (worker_logs / "worker-abc.err").write_text(_text("vllm_kv_cache_too_small.txt"))
+
+    r = CliRunner().invoke(app, ["doctor", "--target", "cluster", "--json"])
+    rows = json.loads(r.stdout)
+    sigs = {x.get("signature"): x for x in rows if x.get("signature")}
+    assert sigs["harmony-vocab-download"]["sources"] == [
+        f"{head.addr}:{head_logs}/serve/replica_default_LLMServer_my-gpt-oss.log"]
+    assert sigs["harmony-vocab-download"]["runbook"] == "docs/runbooks/harmony-vocab-download.md"
+    assert sigs["kv-cache-max-model-len"]["sources"] == [f"{worker.addr}:{worker_logs}/worker-abc.err"]
+    assert r.exit_code == 1
+
+    two_hosts.kill_sshd(worker)
+    r = CliRunner().invoke(app, ["doctor", "--target", "cluster", "--json", "--host", f"root@{head.addr}",
+                                 "--host", f"root@{worker.addr}"])
+    rows = json.loads(r.stdout)
+    not_scanned = [x for x in rows if x["id"] == "logs" and x["status"] == "warn"]
+    assert len(not_scanned) == 1 and worker.addr in not_scanned[0]["summary"]
+    assert {x.get("signature") for x in rows} >= {"harmony-vocab-download"}
+    assert "kv-cache-max-model-len" not in {x.get("signature") for x in rows}
