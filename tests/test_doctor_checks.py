@@ -203,3 +203,76 @@ def test_api_key(tmp_path):
     assert checks.api_key(with_file, {}).status == "ok"
     off = _spec(auth={"enabled": False})
     assert checks.api_key(off, {}).status == "warn"
+
+
+def _serve_status_json(app_status: str, dep_status: str) -> dict:
+    """The dashboard's /api/serve/applications/ body, built with Ray Serve's own schema models."""
+    from ray.serve.schema import (ApplicationDetails, ApplicationStatus, DeploymentDetails, DeploymentSchema,
+                                  DeploymentStatus, DeploymentStatusTrigger)
+
+    trigger = (DeploymentStatusTrigger.REPLICA_STARTUP_FAILED if dep_status == "DEPLOY_FAILED"
+               else DeploymentStatusTrigger.CONFIG_UPDATE_COMPLETED)
+    dep = DeploymentDetails(name="LLMServer:my-gpt-oss", status=DeploymentStatus(dep_status), status_trigger=trigger,
+                            message="The deployment failed to start 3 times in a row." if dep_status != "HEALTHY" else "",
+                            deployment_config=DeploymentSchema(name="LLMServer:my-gpt-oss"), target_num_replicas=1,
+                            required_resources={"CPU": 1}, replicas=[])
+    app = ApplicationDetails(name="default", route_prefix="/", docs_path=None, status=ApplicationStatus(app_status),
+                             message="Deploying app 'default' failed with exception:\nRuntimeError: Engine core "
+                                     "initialization failed." if app_status == "DEPLOY_FAILED" else "",
+                             last_deployed_time_s=1.0, deployed_app_config=None, source="declarative",
+                             deployments={dep.name: dep}, external_scaler_enabled=False)
+    return {"applications": {"default": app.model_dump(mode="json", exclude_unset=True)}}
+
+
+@pytest.fixture
+def dashboard():
+    """A real HTTP server on loopback answering /api/serve/applications/ with the body the test sets."""
+    import http.server
+    import threading
+
+    state = {"body": b"{}"}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            if self.path.rstrip("/") != "/api/serve/applications":
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(state["body"])
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_serve_app_status_from_the_dashboard(dashboard):
+    import json
+
+    url, state = dashboard
+    state["body"] = json.dumps(_serve_status_json("DEPLOY_FAILED", "DEPLOY_FAILED")).encode()
+    f = checks.serve_app(url, {})
+    assert f.status == "fail" and "default DEPLOY_FAILED" in f.summary and "LLMServer:my-gpt-oss" in f.summary
+    assert f.runbook == "docs/runbooks/serve-deploy-failed.md"
+    state["body"] = json.dumps(_serve_status_json("UNHEALTHY", "UNHEALTHY")).encode()
+    assert checks.serve_app(url, {}).status == "fail"
+    state["body"] = json.dumps(_serve_status_json("RUNNING", "HEALTHY")).encode()
+    ok = checks.serve_app(url, {})
+    assert ok.status == "ok" and "default RUNNING" in ok.summary
+
+
+def test_no_dashboard_means_no_local_serve():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    f = checks.serve_app(f"http://127.0.0.1:{closed}", {})
+    assert f.status == "ok" and "no Serve status" in f.summary

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,10 @@ def env_ok(monkeypatch, encodings_dir):
     monkeypatch.setenv("TIKTOKEN_ENCODINGS_BASE", str(encodings_dir))
     monkeypatch.setenv("GPT_OSS_API_KEY", "test-key")
     monkeypatch.delenv("VLLM_ATTENTION_BACKEND", raising=False)
+    # Other Ray sessions on this machine must not leak into these tests: ask a closed port for Serve status.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("RAY_DASHBOARD_ADDRESS", f"http://127.0.0.1:{s.getsockname()[1]}")
 
 
 def _doctor(*args: str):
@@ -56,7 +61,7 @@ def test_json_shape_and_exit_zero_when_nothing_fails(env_ok, clean_log):
         assert row["runbook"] is None or (ROOT / row["runbook"]).is_file()
     ids = {row["id"] for row in rows}
     assert {"encodings", "encodings-env", "serving-versions", "attention-backend", "gpu-memory", "kv-cache",
-            "disk-space", "ray-ports", "api-key", "logs"} <= ids
+            "disk-space", "ray-ports", "api-key", "serve-app", "logs"} <= ids
     assert _row(rows, "encodings")["status"] == "ok"
     assert r.stderr == "" or "ops doctor" not in r.stderr  # --json: no table
 

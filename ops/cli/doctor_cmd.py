@@ -23,6 +23,9 @@ def register(app: typer.Typer) -> None:
                                                           "encodings (default: $TIKTOKEN_ENCODINGS_BASE).")] = None,
         python: Annotated[Optional[str], typer.Option("--python", help="Interpreter of the serving environment to "
                                                       "inspect (default: this one).")] = None,
+        dashboard: Annotated[Optional[str], typer.Option("--dashboard", help="Ray dashboard to ask for the Serve "
+                                                         "status (default: $RAY_DASHBOARD_ADDRESS or "
+                                                         "http://127.0.0.1:8265 for the local target).")] = None,
         preset: Preset = None, file: SpecFile = None, model: Model = None, accelerator: Accelerator = None,
         tp: TP = None, max_model_len: MaxLen = None, sets: Sets = None, json_out: Json = False,
     ) -> None:
@@ -49,7 +52,8 @@ def register(app: typer.Typer) -> None:
             spec = resolve_options(preset, file, model, accelerator, tp, max_model_len, None, sets).spec
         except SpecError as e:
             findings.extend(diagnose.spec_problems(e))
-        findings.extend(diagnose.environment(spec, encodings_dir=str(encodings) if encodings else None, python=python))
+        findings.extend(diagnose.environment(spec, encodings_dir=str(encodings) if encodings else None, python=python,
+                                             dashboard=dashboard, target=target))
         findings.extend(diagnose.logs(target, [str(p) for p in log or []], host))
         findings = report.sort(findings)
         if json_out:

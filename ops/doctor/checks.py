@@ -342,3 +342,47 @@ def api_key(spec, env: Mapping[str, str] = os.environ) -> Finding:
     return Finding("api-key", status, f"no API key: ${auth.api_key_env} is unset and auth.api_key_file is not set",
                    cause="clients get 401 (or the deploy has no key to require)",
                    fix=f"export {auth.api_key_env}=$(openssl rand -hex 24), or set auth.api_key_file")
+
+
+# ------------------------------------------------------------------------------------------ Serve app
+
+DASHBOARD_ENV = "RAY_DASHBOARD_ADDRESS"
+DEFAULT_DASHBOARD = "http://127.0.0.1:8265"
+_BAD_APP = {"DEPLOY_FAILED", "UNHEALTHY"}
+
+
+def serve_app(dashboard: str | None = None, env: Mapping[str, str] = os.environ, timeout: float = 3.0) -> Finding:
+    """The Serve applications' status from Ray's dashboard (`/api/serve/applications/`, what `serve status`
+    reads). No dashboard answering means no local Serve: nothing to report."""
+    import httpx
+
+    base = (dashboard or env.get(DASHBOARD_ENV) or DEFAULT_DASHBOARD).rstrip("/")
+    try:
+        loopback = httpx.URL(base).host in ("127.0.0.1", "localhost", "::1")
+        resp = httpx.get(f"{base}/api/serve/applications/", timeout=timeout, trust_env=not loopback)
+        resp.raise_for_status()
+        data = resp.json()
+    except (httpx.HTTPError, ValueError) as e:
+        return Finding("serve-app", OK, f"no Serve status at {base} ({type(e).__name__})")
+    return serve_app_status(data, base)
+
+
+def serve_app_status(data: Mapping, where: str) -> Finding:
+    apps = data.get("applications") or {}
+    if not apps:
+        return Finding("serve-app", OK, f"{where}: no Serve applications")
+    bad, good = [], []
+    for name, app in apps.items():
+        status = str(app.get("status", ""))
+        if status in _BAD_APP:
+            deps = [f"{d}: {info.get('status')}" for d, info in (app.get("deployments") or {}).items()
+                    if str(info.get("status")) in _BAD_APP]
+            first = next((ln.strip() for ln in str(app.get("message", "")).splitlines() if ln.strip()), "")
+            bad.append(f"{name} {status}" + (f" ({', '.join(deps)})" if deps else "") + (f": {first}" if first else ""))
+        else:
+            good.append(f"{name} {status}")
+    if bad:
+        return Finding("serve-app", FAIL, "; ".join(bad),
+                       cause="a replica could not start or became unhealthy; the root cause is in its log",
+                       fix="ops doctor scans the replica and engine logs for it; fix that, then ops deploy again")
+    return Finding("serve-app", OK, f"{where}: " + ", ".join(good))

@@ -29,8 +29,9 @@ def spec_problems(error) -> list[Finding]:
 
 
 def environment(spec, *, encodings_dir: str | None = None, python: str | None = None,
-                env=os.environ, gpus: list | None = None, probe_gpus: bool = True) -> list[Finding]:
-    """Every environment check for `spec` on this machine."""
+                env=os.environ, gpus: list | None = None, probe_gpus: bool = True,
+                dashboard: str | None = None, target: str = "local") -> list[Finding]:
+    """Every environment check for `spec` on this machine (and the local Serve status for the local target)."""
     enc = encodings_dir or env.get(checks.ENCODINGS_ENV)
     if gpus is None and probe_gpus:
         gpus = checks.nvidia_smi()
@@ -42,6 +43,8 @@ def environment(spec, *, encodings_dir: str | None = None, python: str | None = 
         findings.append(checks.disk_space(spec))
         findings.append(checks.api_key(spec, env))
     findings.append(checks.ray_ports())
+    if target == "local" or dashboard:
+        findings.append(checks.serve_app(dashboard, env))
     return findings
 
 
