@@ -159,3 +159,16 @@ def test_source_quoted_texts_still_exist_in_the_installed_libraries():
     ray_serve = Path(importlib.util.find_spec("ray").origin).parent / "serve" / "_private"
     assert "The deployment failed to start " in (ray_serve / "deployment_state.py").read_text()
     assert "failed with exception:" in (ray_serve / "application_state.py").read_text()
+
+
+def test_attention_backend_advice_matches_the_installed_vllm():
+    """The runbook says: on vLLM >= 0.11 the Triton backend is the engine argument `attention_backend`
+    (TRITON_ATTN) and VLLM_ATTENTION_BACKEND is gone. Checked against the installed vLLM's source."""
+    site = Path(importlib.util.find_spec("vllm").origin).parent
+    assert "VLLM_ATTENTION_BACKEND" not in (site / "envs.py").read_text()
+    assert 'TRITON_ATTN = "vllm.v1.attention.backends.triton_attn.TritonAttentionBackend"' in (
+        site / "v1/attention/backends/registry.py").read_text()
+    args = (site / "engine/arg_utils.py").read_text()
+    assert "attention_backend: AttentionBackendEnum | None" in args and '"--attention-backend"' in args
+    runbook = (ROOT / "docs/runbooks/fa3-sinks-non-hopper.md").read_text()
+    assert "--attention-backend TRITON_ATTN" in runbook and "VLLM_ATTENTION_BACKEND=TRITON_ATTN_VLLM_V1" in runbook
