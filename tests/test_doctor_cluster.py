@@ -68,3 +68,29 @@ def test_every_node_is_scanned_and_an_unreachable_one_is_reported(two_hosts):
     assert len(not_scanned) == 1 and worker.addr in not_scanned[0]["summary"]
     assert {x.get("signature") for x in rows} >= {"harmony-vocab-download"}
     assert "kv-cache-max-model-len" not in {x.get("signature") for x in rows}
+
+
+def test_node_encodings_are_verified_over_ssh(two_hosts, monkeypatch, tmp_path, encodings_dir):
+    head, worker = two_hosts.hosts
+    r = CliRunner().invoke(app, ["doctor", "--target", "cluster", "--json"])
+    nodes = (head.addr + ":", worker.addr + ":")
+    rows = [x for x in json.loads(r.stdout) if x["id"] == "encodings" and x["summary"].startswith(nodes)]
+    assert sorted(x["summary"].split(":")[0] for x in rows) == sorted([head.addr, worker.addr])
+    assert all(x["status"] == "ok" for x in rows)
+    # The nodes' copy loses a byte: every node's engines would fail, and doctor says so before they start.
+    bad = tmp_path / "enc"
+    bad.mkdir()
+    for name in ("o200k_base.tiktoken", "cl100k_base.tiktoken"):
+        data = bytearray((encodings_dir / name).read_bytes())
+        if name.startswith("cl100k"):
+            data[7] ^= 0x04
+        (bad / name).write_bytes(bytes(data))
+    monkeypatch.setenv("GPT_OSS_REMOTE_ENCODINGS", str(bad))
+    r = CliRunner().invoke(app, ["doctor", "--target", "cluster", "--json"])
+    rows = [x for x in json.loads(r.stdout) if x["id"] == "encodings" and x["status"] == "fail"]
+    assert len(rows) == 2 and all("cl100k_base.tiktoken has sha256" in x["summary"] for x in rows)
+    assert r.exit_code == 1
+    (bad / "o200k_base.tiktoken").unlink()
+    r = CliRunner().invoke(app, ["doctor", "--target", "cluster", "--json", "--host", f"root@{head.addr}"])
+    rows = [x for x in json.loads(r.stdout) if x["id"] == "encodings" and x["status"] == "fail"]
+    assert len(rows) == 1 and "o200k_base.tiktoken missing" in rows[0]["summary"]

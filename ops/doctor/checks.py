@@ -386,3 +386,31 @@ def serve_app_status(data: Mapping, where: str) -> Finding:
                        cause="a replica could not start or became unhealthy; the root cause is in its log",
                        fix="ops doctor scans the replica and engine logs for it; fix that, then ops deploy again")
     return Finding("serve-app", OK, f"{where}: " + ", ".join(good))
+
+
+# --------------------------------------------------------------------------- encodings on cluster nodes
+
+def remote_encodings(conn, directory: str) -> Finding:
+    """The vocab files on a node (where the engines run), verified with the node's own sha256sum."""
+    import shlex
+
+    host = getattr(conn, "host", str(conn))
+    paths = [f"{directory.rstrip('/')}/{name}" for name in ENCODING_SHA256]
+    try:
+        result = conn.run(shlex.join(["sha256sum", "--", *paths]), hide=True, warn=True, in_stream=False)
+    except Exception as e:  # noqa: BLE001 - an unreachable node is reported by the log scan as well
+        return Finding("encodings", WARN, f"{host}: encodings not checked ({type(e).__name__}: {e})")
+    digests = {Path(p).name: h for h, p in (ln.split(None, 1) for ln in result.stdout.splitlines() if " " in ln)}
+    problems = []
+    for name, want in ENCODING_SHA256.items():
+        got = digests.get(name)
+        if got is None:
+            problems.append(f"{name} missing")
+        elif got != want:
+            problems.append(f"{name} has sha256 {got[:12]}…, expected {want[:12]}…")
+    if problems:
+        return Finding("encodings", FAIL, f"{host}:{directory}: " + "; ".join(problems),
+                       cause="engines on this node fail with HarmonyError (invalid tiktoken vocab file)",
+                       fix=f"copy verified files to {directory} on the node (ops encodings fetch --dest DIR, then "
+                           "upload), or use the serving image, which bakes them in")
+    return Finding("encodings", OK, f"{host}:{directory}: verified (sha256)")

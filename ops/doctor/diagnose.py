@@ -35,8 +35,14 @@ def environment(spec, *, encodings_dir: str | None = None, python: str | None = 
     enc = encodings_dir or env.get(checks.ENCODINGS_ENV)
     if gpus is None and probe_gpus:
         gpus = checks.nvidia_smi()
-    findings = [checks.encodings(enc), checks.encodings_env(enc, env),
-                checks.serving_versions(python or sys.executable)]
+    findings = [checks.encodings(enc), checks.encodings_env(enc, env)]
+    if target == "cluster":
+        # The engines run on the nodes, whose own copies are checked over SSH; here it only matters for
+        # what this machine uploads, so it does not fail the run.
+        for f in findings:
+            if f.status == FAIL:
+                f.status, f.summary = WARN, f"this machine: {f.summary}"
+    findings.append(checks.serving_versions(python or sys.executable))
     if spec is not None:
         findings.append(checks.attention_backend(spec, gpus, env))
         findings.extend(checks.gpu_memory(spec, gpus))
@@ -64,18 +70,21 @@ def logs(target: str, log_files: Sequence[str] = (), hosts: Sequence[str] | None
 
 
 def cluster_logs(hosts: Sequence[str] | None = None) -> list[Finding]:
-    """Every node's Ray logs over SSH. Nodes come from --host, else from the stack (the cluster target's
-    settings: outputs file, SSH key, known_hosts, GPT_OSS_* variables)."""
+    """Every node's Ray logs over SSH, and the vocab files its engines read. Nodes come from --host, else from
+    the stack (the cluster target's settings: outputs file, SSH key, known_hosts, GPT_OSS_* variables)."""
     from ops.errors import OpsError
 
     try:
-        conns, log_dir, close = _cluster_connections(hosts)
+        conns, log_dir, close, encodings_dir = _cluster_connections(hosts)
     except OpsError as e:
         return [Finding("logs", WARN, f"cluster logs not scanned: {e.message}",
                         fix=e.fix or "pass --host USER@HOST for each node, or --log FILE for copied logs")]
     unreachable: list[tuple[str, str]] = []
     try:
         texts = list(scan.remote_ray_logs(conns, log_dir, unreachable=unreachable))
+        down = {h for h, _ in unreachable}
+        node_checks = [checks.remote_encodings(c, encodings_dir) for c in conns
+                       if getattr(c, "host", None) not in down]
     finally:
         close()
     found = scan.scan(texts)
@@ -85,7 +94,7 @@ def cluster_logs(hosts: Sequence[str] | None = None) -> list[Finding]:
     if not found:
         found.append(Finding("logs", OK, f"no known failure in {len(texts)} log file(s) on "
                                          f"{len(conns)} node(s)"))
-    return found
+    return node_checks + found
 
 
 def _cluster_connections(hosts: Sequence[str] | None):
@@ -115,4 +124,4 @@ def _cluster_connections(hosts: Sequence[str] | None):
             except Exception:  # noqa: BLE001 - closing is best effort
                 pass
 
-    return conns, log_dir, close
+    return conns, log_dir, close, s.encodings_dir
