@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from ops.doctor import checks, scan
 from ops.doctor.report import FAIL, OK, WARN, Finding
