@@ -42,7 +42,7 @@ class ClusterHosts:
         return [self.head, *self.workers]
 
 
-def resolve(settings: ClusterSettings, *, port: int = 8000) -> ClusterHosts:
+def resolve(settings: ClusterSettings) -> ClusterHosts:
     """The stack's hosts, from the first source that has them."""
     outputs = _outputs(settings)
     return from_outputs(outputs, settings)

@@ -22,6 +22,16 @@ def one_host():
 
 
 @pytest.fixture
+def two_hosts():
+    """Two SSH hosts (no Ray), torn down after the test even when it fails."""
+    c = harness.create(2)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture
 def cluster_env(monkeypatch):
     """Apply a TestCluster's GPT_OSS_* settings to this test's environment."""
     def apply(c, encodings_dir):

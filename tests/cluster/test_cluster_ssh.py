@@ -97,3 +97,43 @@ def test_dropped_connection_mid_upload_then_rerun_converges(one_host, monkeypatc
     installed = one_host.root / "remote" / "bundles" / b.sha256
     assert (installed / ".complete").is_file() and (installed / "ops" / "targets" / "cluster.py").is_file()
     assert not list((one_host.root / "remote" / "uploads").iterdir())
+
+
+def test_head_through_a_bastion(two_hosts):
+    """via=bastion: the head is reached through the jump host (Fabric gateway); without it, no route."""
+    head, jump = two_hosts.hosts
+    two_hosts.outputs_file.write_text('{"head": "%s", "workers": []}' % head.addr)
+    s, nodes = _nodes(two_hosts, via="bastion", bastion=f"root@{jump.addr}")
+    try:
+        r = fanout(nodes.all, s, ["ip", "-4", "-o", "addr", "show"])
+        assert head.addr in r[head.addr].stdout and jump.addr not in r[head.addr].stdout
+    finally:
+        nodes.close()
+    two_hosts.kill_sshd(jump)
+    s, nodes = _nodes(two_hosts, via="bastion", bastion=f"root@{jump.addr}")
+    try:
+        with pytest.raises(OpsError) as e:
+            fanout(nodes.all, s, ["true"])
+        assert "re-run" in e.value.fix
+    finally:
+        nodes.close()
+
+
+def test_missing_stack_outputs_is_a_clear_error(tmp_path):
+    with pytest.raises(OpsError) as e:
+        hosts.resolve(settings.load(outputs_file=str(tmp_path / "nope.json")))
+    assert "pulumi stack output --json" in e.value.fix
+    (tmp_path / "o.json").write_text('{"region": "us-east-1"}')
+    with pytest.raises(OpsError) as e:
+        hosts.resolve(settings.load(outputs_file=str(tmp_path / "o.json")))
+    assert "head" in e.value.message
+
+
+def test_pulumi_style_outputs_map_to_hosts():
+    out = {"head_public_ip": "203.0.113.10", "head_private_ip": "10.0.0.5", "endpoint": "http://203.0.113.10:8000",
+           "worker_asg_name": None, "region": "us-east-1", "workers": ["10.0.1.7", "10.0.1.8"]}
+    h = hosts.from_outputs(out, settings.load())
+    assert (h.head, h.head_private, h.workers, h.region) == ("203.0.113.10", "10.0.0.5", ["10.0.1.7", "10.0.1.8"],
+                                                            "us-east-1")
+    via_bastion = hosts.from_outputs(out, settings.load(via="bastion", bastion="ops@198.51.100.1"))
+    assert via_bastion.head == "10.0.0.5"

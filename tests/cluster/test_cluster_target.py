@@ -75,7 +75,7 @@ def test_deploy_brings_up_ray_and_answers_through_openai_client(stack, deployed)
 def test_second_deploy_changes_and_uploads_nothing(spec, deployed):
     from ops.targets import cluster
 
-    again = cluster.deploy(spec)
+    again = cluster.deploy(spec, tunnel=True)  # smoke test through an SSH tunnel (forward_local) this time
     assert again.changed == []
     assert any("app bundle" in u and "already on" in u for u in again.unchanged)
     assert any("Serve config" in u and "unchanged" in u for u in again.unchanged)
