@@ -1,6 +1,7 @@
 """Prometheus and Grafana on a cluster's head node, installed and started over SSH (a Fabric Connection).
 
-Both run as systemd units of our own, bound to 127.0.0.1 on the head: nothing new is reachable from the
+Both run as systemd units of our own (or under start-stop-daemon where there is no systemd), bound to
+127.0.0.1 on the head: nothing new is reachable from the
 network, and operators look at them through an SSH tunnel (`tunnel_command`). The distribution's Prometheus
 package is used for the binary only (its own service, which listens on every interface, is disabled);
 Grafana comes from Grafana's APT repository, whose packages APT verifies against Grafana's signing key.
@@ -22,7 +23,9 @@ from ops.spec import DeploymentSpec
 REMOTE_ROOT = "/opt/gpt-oss-ops/dashboards"
 GRAFANA_APT_KEY_URL = "https://apt.grafana.com/gpg.key"
 GRAFANA_APT_LINE = "deb [signed-by=/etc/apt/keyrings/grafana.gpg] https://apt.grafana.com stable main\n"
-GRAFANA_BIN = "/usr/share/grafana/bin/grafana"  # where Grafana's .deb puts the server binary
+GRAFANA_HOME = "/usr/share/grafana"  # where Grafana's .deb installs
+GRAFANA_BIN = f"{GRAFANA_HOME}/bin/grafana"
+PROMETHEUS_BIN = "/usr/bin/prometheus"  # the distribution package
 UNITS = ("gpt-oss-prometheus", "gpt-oss-grafana")
 RUNBOOK = "docs/dashboards.md"
 
@@ -65,18 +68,27 @@ def unit(description: str, argv: list[str], user: str, *, reload_hup: bool = Fal
     return "\n".join(lines)
 
 
+def _systemd(conn) -> bool:
+    return _run(conn, ["test", "-d", "/run/systemd/system"], sudo=False, check=False).exited == 0
+
+
 def install(conn, spec: DeploymentSpec, *, root: str = REMOTE_ROOT, temp_dir: str = RAY_TEMP_DIR,
             prometheus_port: int = PROMETHEUS_PORT, grafana_port: int = GRAFANA_PORT,
             with_grafana: bool = True, scrape_interval: str = "10s") -> dict[str, Any]:
-    """Install (when missing), configure and (re)start Prometheus and Grafana on the head behind conn."""
+    """Install (when missing), configure and (re)start Prometheus and Grafana on the head behind conn.
+
+    Under systemd both run as units (they survive a reboot); on a host without systemd (a container) they run
+    under `start-stop-daemon` with pid files. Either way a re-run reloads Prometheus and restarts Grafana.
+    """
     done: dict[str, Any] = {"host": conn.host, "root": root, "changed": [], "unchanged": []}
+    systemd = _systemd(conn)
     if not _has(conn, "prometheus"):
         _run(conn, ["apt-get", "update", "-q"])
         _run(conn, ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q",
                     "--no-install-recommends", "prometheus"])
         done["changed"].append("installed prometheus (distribution package)")
-    # The package's own service listens on every interface: ours replaces it.
-    _run(conn, ["systemctl", "disable", "--now", "prometheus"], check=False)
+    if systemd:  # the package's own service listens on every interface: ours replaces it
+        _run(conn, ["systemctl", "disable", "--now", "prometheus"], check=False)
 
     if with_grafana and _run(conn, ["test", "-x", GRAFANA_BIN], sudo=False, check=False).exited != 0:
         _run(conn, ["install", "-d", "-m", "755", "/etc/apt/keyrings"])
@@ -87,7 +99,8 @@ def install(conn, spec: DeploymentSpec, *, root: str = REMOTE_ROOT, temp_dir: st
         _run(conn, ["apt-get", "update", "-q"])
         _run(conn, ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "grafana"])
         done["changed"].append("installed grafana (Grafana's APT repository)")
-    _run(conn, ["systemctl", "disable", "--now", "grafana-server"], check=False)
+    if with_grafana and systemd:
+        _run(conn, ["systemctl", "disable", "--now", "grafana-server"], check=False)
 
     texts = prometheus.files(root, prometheus.service_discovery_file(temp_dir), alerts.rules(spec),
                              scrape_interval=scrape_interval)
@@ -105,35 +118,74 @@ def install(conn, spec: DeploymentSpec, *, root: str = REMOTE_ROOT, temp_dir: st
 
     _run(conn, ["promtool", "check", "config", f"{root}/prometheus/prometheus.yml"])
     _run(conn, ["install", "-d", "-o", "prometheus", "-g", "prometheus", f"{root}/prometheus/data"])
-    prom_argv = prometheus.command("/usr/bin/prometheus", f"{root}/prometheus/prometheus.yml",
+    prom_argv = prometheus.command(PROMETHEUS_BIN, f"{root}/prometheus/prometheus.yml",
                                    f"{root}/prometheus/data", port=prometheus_port)
-    _put_text(conn, unit("Prometheus for gpt-oss (loopback)", prom_argv, "prometheus", reload_hup=True),
-              "/etc/systemd/system/gpt-oss-prometheus.service")
-    units = ["gpt-oss-prometheus"]
+    graf_argv = grafana.command([GRAFANA_BIN, "server"], GRAFANA_HOME, root)
     if with_grafana:
         for d in ("data", "logs", "plugins"):
             _run(conn, ["install", "-d", "-o", "grafana", "-g", "grafana", f"{root}/grafana/{d}"])
-        graf_argv = grafana.command([GRAFANA_BIN, "server"], "/usr/share/grafana", root)
+    if systemd:
+        _start_units(conn, prom_argv, graf_argv if with_grafana else None, done)
+    else:
+        _start_daemons(conn, root, prom_argv, graf_argv if with_grafana else None, done)
+    done["tunnel"] = tunnel_command(conn, prometheus_port=prometheus_port,
+                                    grafana_port=grafana_port if with_grafana else None)
+    return done
+
+
+def _start_units(conn, prom_argv: list[str], graf_argv: list[str] | None, done: dict[str, Any]) -> None:
+    _put_text(conn, unit("Prometheus for gpt-oss (loopback)", prom_argv, "prometheus", reload_hup=True),
+              "/etc/systemd/system/gpt-oss-prometheus.service")
+    units = ["gpt-oss-prometheus"]
+    if graf_argv:
         _put_text(conn, unit("Grafana for gpt-oss (loopback)", graf_argv, "grafana"),
                   "/etc/systemd/system/gpt-oss-grafana.service")
         units.append("gpt-oss-grafana")
     _run(conn, ["systemctl", "daemon-reload"])
     _run(conn, ["systemctl", "enable", *units])
     _run(conn, ["systemctl", "reload-or-restart", "gpt-oss-prometheus"])
-    if with_grafana:
+    if graf_argv:
         _run(conn, ["systemctl", "restart", "gpt-oss-grafana"])  # provisioning is read at start
-    done["changed"].append(f"started/reloaded {', '.join(units)}")
-    done["tunnel"] = tunnel_command(conn, prometheus_port=prometheus_port,
-                                    grafana_port=grafana_port if with_grafana else None)
-    return done
+    done["changed"].append(f"systemd units running: {', '.join(units)}")
 
 
-def uninstall(conn) -> dict[str, Any]:
-    """Stop and disable our units (`ops dashboards --stop --target cluster`); packages and data stay."""
+def _ssd(pidfile: str, *args: str) -> list[str]:
+    return ["start-stop-daemon", "--pidfile", pidfile, *args]
+
+
+def _start_daemons(conn, root: str, prom_argv: list[str], graf_argv: list[str] | None,
+                   done: dict[str, Any]) -> None:
+    """No systemd: start-stop-daemon keeps one copy per pid file (Debian's dpkg ships it everywhere)."""
+    pid = f"{root}/prometheus/prometheus.pid"
+    if _run(conn, _ssd(pid, "--status"), check=False).exited == 0:
+        _run(conn, _ssd(pid, "--stop", "--signal", "HUP", "--exec", prom_argv[0]))
+        done["unchanged"].append("prometheus already running: configuration reloaded")
+    else:
+        _run(conn, _ssd(pid, "--start", "--background", "--make-pidfile", "--chuid", "prometheus",
+                        "--output", f"{root}/prometheus/prometheus.log", "--exec", prom_argv[0], "--",
+                        *prom_argv[1:]))
+        done["changed"].append("prometheus started")
+    if graf_argv:
+        gpid = f"{root}/grafana/grafana.pid"
+        _run(conn, _ssd(gpid, "--stop", "--oknodo", "--retry", "TERM/20/KILL/5"))
+        _run(conn, _ssd(gpid, "--start", "--background", "--make-pidfile", "--chuid", "grafana",
+                        "--output", f"{root}/grafana/grafana.log", "--exec", graf_argv[0], "--", *graf_argv[1:]))
+        done["changed"].append("grafana (re)started")
+
+
+def uninstall(conn, *, root: str = REMOTE_ROOT) -> dict[str, Any]:
+    """Stop our Prometheus and Grafana (`ops dashboards --stop --target cluster`); packages and data stay."""
     stopped = []
-    for u in UNITS:
-        if _run(conn, ["systemctl", "disable", "--now", u], check=False).exited == 0:
-            stopped.append(u)
+    if _systemd(conn):
+        for u in UNITS:
+            if _run(conn, ["systemctl", "disable", "--now", u], check=False).exited == 0:
+                stopped.append(u)
+    else:
+        for name in ("grafana", "prometheus"):
+            pid = f"{root}/{name}/{name}.pid"
+            if _run(conn, _ssd(pid, "--status"), check=False).exited == 0:
+                _run(conn, _ssd(pid, "--stop", "--retry", "TERM/20/KILL/5"))
+                stopped.append(name)
     return {"host": conn.host, "stopped": stopped}
 
 
