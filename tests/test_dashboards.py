@@ -144,6 +144,13 @@ def test_local_prometheus_is_idempotent_and_stops(tmp_path, spec, ray_tmp):
     assert local.down(root)["stopped"] == []
 
 
+def test_engine_metrics_off_is_pointed_out(tmp_path, ray_tmp):
+    spec = resolve(preset="tiny", flags={"log_engine_metrics": False}).spec
+    res = local.up(spec, root=tmp_path / "d", temp_dir=ray_tmp, prometheus_port=_free_port(), start_grafana=False)
+    local.down(tmp_path / "d")
+    assert any("log_engine_metrics is false" in n for n in res.notes)
+
+
 def test_local_refuses_a_port_it_does_not_own(tmp_path, spec, ray_tmp):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -82,6 +82,9 @@ def up(spec: DeploymentSpec, *, root: Path | None = None, temp_dir: str | Path =
                           grafana_port=grafana_port, scrape_interval=scrape_interval)
     promtool_check(root)
     res = UpResult(str(root), prometheus.url(prometheus_port), None, [str(p) for p in written], ray)
+    if not spec.log_engine_metrics:
+        res.notes.append("log_engine_metrics is false in the spec: the vLLM panels (latency, tokens/s, KV cache) "
+                         "stay empty. Set it to true and redeploy.")
     if not ray:
         res.notes.append(f"no Ray-generated Serve dashboards under {grafana.ray_dashboards_dir(temp_dir)}: start "
                          "Ray with its dashboard (`--include-dashboard true`) and re-run to provision them.")
@@ -107,7 +110,7 @@ def _prometheus(root: Path, port: int, res: UpResult) -> None:
         return
     if procs.port_in_use(LOOPBACK, port):
         raise OpsError(f"port {port} on {LOOPBACK} is taken by a process `ops dashboards` did not start.",
-                       fix=f"stop it, or pass --prometheus-port with a free port.", runbook=RUNBOOK)
+                       fix="stop it, or pass --prometheus-port with a free port.", runbook=RUNBOOK)
     data.mkdir(parents=True, exist_ok=True)
     argv = prometheus.command(exe, root / "prometheus" / "prometheus.yml", data, port=port)
     procs.start(argv, pidfile, root / "prometheus" / "prometheus.log")
