@@ -47,6 +47,7 @@ ENV = {
     "remote_env": "GPT_OSS_REMOTE_ENV",
     "deploy_timeout_s": "GPT_OSS_DEPLOY_TIMEOUT",
     "region": "GPT_OSS_REGION",
+    "bundle_root": "GPT_OSS_BUNDLE_ROOT",
 }
 
 Via = Literal["ssh", "bastion", "ssm"]
@@ -85,6 +86,7 @@ class ClusterSettings:
     tunnel: bool | None = None  # smoke test through an SSH tunnel; None: when the endpoint is private
     remote_env: dict[str, str] = field(default_factory=lambda: {"RAY_USAGE_STATS_ENABLED": "0"})
     deploy_timeout_s: float = 900.0
+    bundle_root: str | None = None  # the tree whose ops/ and app/ are shipped; this installation's when unset
 
     @property
     def resolved_remote_dir(self) -> str:

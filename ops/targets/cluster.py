@@ -284,7 +284,7 @@ def deploy(spec: DeploymentSpec, **options: Any) -> DeployResult:
         with _stage(f"reaching {len(h.all)} node(s) over SSH"):
             fanout(c.nodes.all, s, ["true"], what="ssh")
         with _stage("app bundle"):
-            b = bundle.build()
+            b = bundle.build(root=Path(s.bundle_root)) if s.bundle_root else bundle.build()
             sent, same = bundle.sync(c.nodes.all, s, b)
         if sent:
             changed.append(f"uploaded app bundle {b.sha256[:12]} ({b.size // 1024} KiB) to {', '.join(sent)}")
@@ -310,10 +310,10 @@ def deploy(spec: DeploymentSpec, **options: Any) -> DeployResult:
                 "render", "--spec", spec_path, "--out", config_path, "--bundle-dir", bundle_dir,
                 "--encodings", s.encodings_dir, "--model-source", model_source or "",
                 "--api-key-file", key_path if key else ""], what="rendering the Serve config")
+        wanted = _rendered_app(c, config_path)
         app = _app_state(c) or {}
         app_status = app.get("status")
-        if rendered["changed"] or app_status in (None, "DEPLOY_FAILED", "DELETING") or \
-                _deployed_config_differs(app, config_path, c):
+        if rendered["changed"] or app_status in (None, "DEPLOY_FAILED", "DELETING") or _differs(app, wanted):
             with _stage("serve deploy"):
                 run(c.head, s, [s.serve, "deploy", config_path, "--address", s.dashboard_url()],
                     env=s.remote_env, what="serve deploy", timeout=300)
@@ -321,7 +321,7 @@ def deploy(spec: DeploymentSpec, **options: Any) -> DeployResult:
                            f"({rendered['import_path']})")
         else:
             unchanged.append(f"Serve config of {spec.name!r} unchanged ({app_status})")
-        _wait_running(c, s.deploy_timeout_s)
+        _wait_running(c, s.deploy_timeout_s, wanted=wanted)
         endpoint = _endpoint(c)
         with _stage("smoke test through the endpoint"):
             answer = _smoke(c, key)
@@ -330,16 +330,20 @@ def deploy(spec: DeploymentSpec, **options: Any) -> DeployResult:
                         unchanged=unchanged)
 
 
-def _deployed_config_differs(app: dict[str, Any], config_path: str, c: _Cluster) -> bool:
-    """True when the running app was deployed from other args than the rendered file (e.g. by hand)."""
-    deployed = (app.get("deployed_app_config") or {})
-    if not deployed:
-        return bool(app)
+def _rendered_app(c: _Cluster, config_path: str) -> dict[str, Any]:
     import yaml
 
     r = c.run_head(["cat", config_path], what="reading the Serve config")
-    wanted = (yaml.safe_load(r.stdout) or {}).get("applications", [{}])[0]
-    return wanted.get("args") != deployed.get("args") or wanted.get("import_path") != deployed.get("import_path")
+    return ((yaml.safe_load(r.stdout) or {}).get("applications") or [{}])[0]
+
+
+def _differs(app: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """True when the running application was deployed from another config than `wanted` (e.g. by hand, or a
+    deploy that was interrupted before Serve took the new file)."""
+    deployed = app.get("deployed_app_config") or {}
+    if not app:
+        return True
+    return any(wanted.get(k) != deployed.get(k) for k in ("import_path", "args"))
 
 
 def _endpoint(c: _Cluster) -> str:
@@ -414,7 +418,8 @@ def _summarise_app(app: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _wait_running(c: _Cluster, timeout_s: float) -> dict[str, Any]:
+def _wait_running(c: _Cluster, timeout_s: float, wanted: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Poll the application until RUNNING (with `wanted`: RUNNING on that config, not the previous one)."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from ops.console import err
@@ -430,7 +435,7 @@ def _wait_running(c: _Cluster, timeout_s: float) -> dict[str, Any]:
             deps = _summarise_app(app or {})
             detail = ", ".join(f"{n}: {d['status']} {d['replicas']}" for n, d in deps.items())
             progress.update(task, description=f"Serve application {c.spec.name!r}: {status}  {detail}")
-            if status == "RUNNING":
+            if status == "RUNNING" and not (wanted and _differs(app or {}, wanted)):
                 return app or {}
             if status in TERMINAL_FAILED:
                 msg = (app or {}).get("message") or detail
@@ -505,9 +510,9 @@ def status(spec: DeploymentSpec, **options: Any) -> Status:
 
 # ------------------------------------------------------------------------------------------------ logs
 
-def logs(spec: DeploymentSpec, lines: int = 100, **options: Any) -> dict[str, dict[str, str]]:
-    """The tail of the Serve (replica, proxy, controller) and worker (engine) logs of every node:
-    {host: {file: text}}."""
+def logs(spec: DeploymentSpec, lines: int = 100, **options: Any) -> dict[str, list[str]]:
+    """The tail of the Serve (replica, proxy, controller) and worker (engine) logs of every node, as
+    {"HOST:FILE": [lines]} (the shape every target's `logs` returns)."""
     from ops.remote import bundle
     from ops.remote.connection import fanout
 
@@ -518,7 +523,7 @@ def logs(spec: DeploymentSpec, lines: int = 100, **options: Any) -> dict[str, di
             raise OpsError("nothing was deployed on this cluster yet (no app bundle on the head).",
                            fix="run `ops deploy --target cluster` first.", runbook=RUNBOOK)
         states = bundle.states(c.nodes.all, s)
-        out: dict[str, dict[str, str]] = {}
+        out: dict[str, list[str]] = {}
         for host, conn in c.nodes.all.items():
             st = states.get(host) or {}
             node_bundle = bundle.remote_bundle_dir(s.resolved_remote_dir, st["current"]) if st.get("complete") \
@@ -527,7 +532,8 @@ def logs(spec: DeploymentSpec, lines: int = 100, **options: Any) -> dict[str, di
             argv = [s.remote_python, "-m", "ops.remote.serve_remote", "logs", "--temp-dir", temp,
                     "--lines", str(lines)]
             r = fanout({host: conn}, s, argv, env={**s.remote_env, "PYTHONPATH": node_bundle}, what="reading logs")
-            out[host] = json.loads(r[host].stdout.strip().splitlines()[-1])["files"]
+            files = json.loads(r[host].stdout.strip().splitlines()[-1])["files"]
+            out.update({f"{host}:{name}": text.splitlines() for name, text in files.items()})
         return out
 
 

@@ -137,3 +137,20 @@ def test_pulumi_style_outputs_map_to_hosts():
                                                             "us-east-1")
     via_bastion = hosts.from_outputs(out, settings.load(via="bastion", bastion="ops@198.51.100.1"))
     assert via_bastion.head == "10.0.0.5"
+
+
+def test_settings_from_environment_and_options(monkeypatch):
+    monkeypatch.setenv("GPT_OSS_HEAD_NUM_CPUS", "8")
+    monkeypatch.setenv("GPT_OSS_ACCEPT_NEW_HOST_KEYS", "yes")
+    monkeypatch.setenv("GPT_OSS_REMOTE_ENV", '{"A": 1}')
+    s = settings.load(stack="dev", head_num_cpus=None, destroy=True)  # None and foreign options are ignored
+    assert (s.stack, s.head_num_cpus, s.accept_new_host_keys, s.remote_env) == ("dev", 8, True, {"A": "1"})
+    assert settings.load(user="root").resolved_remote_dir == "/root/.gpt-oss-ops"
+    monkeypatch.setenv("GPT_OSS_SSH_RETRIES", "many")
+    with pytest.raises(OpsError) as e:
+        settings.load()
+    assert "GPT_OSS_SSH_RETRIES" in e.value.message
+    monkeypatch.delenv("GPT_OSS_SSH_RETRIES")
+    with pytest.raises(OpsError) as e:
+        settings.load(via="bastion")
+    assert "GPT_OSS_BASTION" in e.value.fix
