@@ -75,7 +75,9 @@ def stack(tmp_path_factory, encodings_dir):
     import app.llm_config as llm_config
 
     lock = open(LOCK, "w")
+    t0 = time.monotonic()
     fcntl.flock(lock, fcntl.LOCK_EX)  # one heavy stack at a time on this machine
+    t_locked = time.monotonic()
     root = tmp_path_factory.mktemp("dashboards")
     tiny = tiny_model.ensure(encodings_dir)
     spec = resolve(preset="tiny").spec
@@ -91,7 +93,7 @@ def stack(tmp_path_factory, encodings_dir):
         from ray import serve
         from ray.serve.llm import LLMConfig, build_openai_app
 
-        ray.init(address="auto", logging_level="ERROR")
+        ray.init(address="auto", logging_level="ERROR", log_to_driver=False)  # keep replica logs out of CLI output
         ray_driver = True
         kwargs = llm_config.llm_config_kwargs(spec, model_source=str(tiny), encodings_dir=str(encodings_dir))
         serve.run(build_openai_app({"llm_configs": [LLMConfig(**kwargs)]}), blocking=False)
@@ -107,6 +109,7 @@ def stack(tmp_path_factory, encodings_dir):
         assert procs.wait_http(f"{prom}/-/ready", timeout=30)
         _wait_targets_up(prom)
         _chat_burst(spec.model_id, 12)
+        print(f"\nstack lock wait {t_locked - t0:.0f}s, stack + Prometheus + traffic {time.monotonic() - t_locked:.0f}s")
         yield {"spec": spec, "prom": prom, "root": root, "up": json.loads(up.stdout), "args": args,
                "prom_port": prom_port, "metrics_port": metrics_port}
     finally:
