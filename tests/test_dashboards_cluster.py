@@ -85,3 +85,20 @@ def test_prometheus_on_the_head_behind_a_tunnel_and_idempotent(head):
 
     assert remote.uninstall(conn, root=root)["stopped"] == ["prometheus"]
     assert remote.uninstall(conn, root=root)["stopped"] == []
+
+
+def test_cli_stop_on_the_cluster_reaches_the_head(head, encodings_dir, monkeypatch):
+    """`ops dashboards --target cluster --stop` finds the head from the stack outputs, connects, and reports
+    that nothing of ours runs there (idempotent stop)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from ops.cli import app
+
+    c, _ = head
+    for k, v in c.env(encodings_dir).items():
+        monkeypatch.setenv(k, v)
+    r = CliRunner().invoke(app, ["dashboards", "--target", "cluster", "--stop", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == {"host": c.head.addr, "stopped": []}
