@@ -99,7 +99,8 @@ with open(upload, "rb") as fh:
         h.update(chunk)
 if h.hexdigest() != digest:
     os.unlink(upload)
-    sys.exit("uploaded bundle is incomplete or corrupt (sha256 %s, expected %s); re-run to upload it again" % (h.hexdigest(), digest))
+    sys.exit("uploaded bundle is incomplete or corrupt (sha256 %s, expected %s); re-run to upload it again"
+             % (h.hexdigest(), digest))
 final = os.path.join(root, "bundles", digest)
 if not os.path.isfile(os.path.join(final, ".complete")):
     tmp = tempfile.mkdtemp(prefix=".unpack-", dir=os.path.join(root, "bundles"))

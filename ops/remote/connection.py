@@ -156,8 +156,8 @@ def _unreachable(conn, exc: BaseException, attempts: int) -> OpsError:
                         fix="if the host was rebuilt, remove its old entry (`ssh-keygen -R HOST -f KNOWN_HOSTS`) "
                             "and re-run; otherwise investigate before connecting.", runbook=RUNBOOK, code=4)
     if isinstance(exc, paramiko.SSHException) and "not found in known_hosts" in str(exc):
-        return OpsError(f"{where} presented a host key that is not in {conn.client._host_keys_filename or 'known_hosts'}"
-                        " (strict host-key checking).",
+        known = conn.client._host_keys_filename or "known_hosts"
+        return OpsError(f"{where} presented a host key that is not in {known} (strict host-key checking).",
                         fix="verify the key out of band and add it to known_hosts, or accept it on first contact "
                             f"with --accept-new-host-keys ({ENV['accept_new_host_keys']}=1).",
                         runbook=RUNBOOK, code=4)

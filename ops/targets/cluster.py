@@ -606,6 +606,9 @@ def _destroy(stack: str | None) -> str:
 
 
 def _verify(stack: str | None, region: str) -> Any:
+    if not stack:
+        raise OpsError("--verify needs the stack name to look for its leftover resources.",
+                       fix="pass --stack NAME (or set GPT_OSS_STACK).", code=2)
     try:
         from ops import orphans
     except ImportError:

@@ -7,7 +7,6 @@ import sys
 
 import pytest
 
-import harness  # noqa: F401  (tests/cluster/harness.py, on sys.path via conftest)
 from ops.errors import OpsError
 from ops.remote import bundle, hosts, settings
 from ops.remote.connection import fanout, open_nodes
@@ -154,3 +153,16 @@ def test_settings_from_environment_and_options(monkeypatch):
     with pytest.raises(OpsError) as e:
         settings.load(via="bastion")
     assert "GPT_OSS_BASTION" in e.value.fix
+
+
+def test_terminate_destroy_without_pulumi_cli_says_what_to_run(monkeypatch, tmp_path):
+    from ops.targets import cluster
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `pulumi` on PATH
+    with pytest.raises(OpsError) as e:
+        cluster._destroy("dev")
+    assert "Pulumi CLI is not installed" in e.value.message
+    assert "pulumi destroy --yes --stack dev" in e.value.fix
+    with pytest.raises(OpsError) as e:
+        cluster._destroy(None)
+    assert "--stack" in e.value.fix
