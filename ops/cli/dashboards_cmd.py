@@ -28,6 +28,8 @@ def register(app: typer.Typer) -> None:
                    scrape_interval: Annotated[str, typer.Option(help="Prometheus scrape interval.")] = "10s",
                    ray_temp_dir: Annotated[str, typer.Option(help="Ray's --temp-dir (discovery file, Ray's "
                                                              "dashboards).")] = RAY_TEMP_DIR,
+                   with_grafana: Annotated[bool, typer.Option("--grafana/--no-grafana", help="Cluster: also "
+                                                              "install and run Grafana on the head.")] = True,
                    directory: Annotated[Optional[Path], typer.Option("--dir", help="Where the local files go "
                                                                      "(default ~/.cache/gpt-oss-ops/dashboards).")] = None,
                    json_: Json = False) -> None:
@@ -45,7 +47,7 @@ def register(app: typer.Typer) -> None:
         spec = resolve_options(preset, file, None, None, None, None, target, sets).spec
         if spec.target.value == "cluster":
             result = _cluster(spec, stop=stop, prometheus_port=prometheus_port, grafana_port=grafana_port,
-                              scrape_interval=scrape_interval)
+                              scrape_interval=scrape_interval, with_grafana=with_grafana)
             if json_:
                 emit_json(result)
             else:
@@ -54,8 +56,8 @@ def register(app: typer.Typer) -> None:
                 if result.get("tunnel"):
                     err.print("Open the dashboards through the tunnel:")
                     err.print(f"  {result['tunnel']}", markup=False)
-                    err.print(f"  then http://127.0.0.1:{grafana_port} (Grafana), "
-                              f"http://127.0.0.1:{prometheus_port} (Prometheus)")
+                    err.print((f"  then http://127.0.0.1:{grafana_port} (Grafana), " if with_grafana else "  then ")
+                              + f"http://127.0.0.1:{prometheus_port} (Prometheus)")
             return
         if spec.target.value != "local":
             from ops.errors import OpsError

@@ -1,10 +1,11 @@
 """Prometheus and Grafana on a cluster's head node, installed and started over SSH (a Fabric Connection).
 
 Both run as systemd units of our own (or under start-stop-daemon where there is no systemd), bound to
-127.0.0.1 on the head: nothing new is reachable from the
-network, and operators look at them through an SSH tunnel (`tunnel_command`). The distribution's Prometheus
-package is used for the binary only (its own service, which listens on every interface, is disabled);
-Grafana comes from Grafana's APT repository, whose packages APT verifies against Grafana's signing key.
+127.0.0.1 on the head: nothing new is reachable from the network, and operators look at them through an SSH
+tunnel (`tunnel_command`). The distribution's Prometheus package is used for the binary only (its own
+service, which listens on every interface, is disabled). Grafana, when not already on the head, comes from
+Grafana's APT repository, whose packages APT verifies against Grafana's signing key; to stay offline,
+install Grafana on the head beforehand (or pass `--no-grafana`).
 Every command is an argument list joined with `shlex.join`; re-running `install` rewrites the files and
 reloads/restarts the units, never starting a second copy.
 """
