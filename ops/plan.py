@@ -107,8 +107,27 @@ def plan(p: PlanInput) -> dict[str, Any]:
         "reason": reason,
         "fix": fix,
     }
+    out["warnings"] = _warnings(m, gpus, fits, budget, cap)
     out.update(_cost(p, acc, gpus, cap.max_concurrency if fits else 0.0))
     return out
+
+
+# Published start-up logs of gpt-oss-120b on one H100 (vLLM 0.10-0.11: vllm-project/vllm#23278, #27508) show
+# 5-7 GiB more non-KV memory than the overhead model explains (tests/fixtures/vllm_logs, docs/plan.md).
+KNOWN_EXTRA_OVERHEAD_GIB = {"gpt-oss-120b": 7.5}
+
+
+def _warnings(m, gpus: int, fits: bool, budget, cap) -> list[str]:
+    extra = KNOWN_EXTRA_OVERHEAD_GIB.get(m.key)
+    if not (fits and extra and gpus == 1):
+        return []
+    need = cap.bytes_per_block * (cap.blocks_per_request + 1) / GIB
+    if budget.available_kv_gib - extra >= need:
+        return []
+    return [f"{m.key} on one GPU: published vLLM 0.10-0.11 start-up logs kept up to {extra:g} GiB more than this "
+            f"model's overhead; with that much less KV cache ({budget.available_kv_gib - extra:.2f} GiB) one "
+            f"{cap.blocks_per_request * cap.bytes_per_block / GIB:.2f} GiB request would not fit. Check your "
+            "engine's 'Available KV cache memory' and pass --overhead-gib, or plan with tensor_parallel_size 2."]
 
 
 def _lookup(field: str, key: str, table: dict, aliases: dict):

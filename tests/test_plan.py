@@ -67,6 +67,15 @@ def test_fp8_kv_cache_doubles_the_tokens_in_the_same_memory():
     assert fp8["kv_bytes_per_token"] * 2 == bf16["kv_bytes_per_token"]
 
 
+def test_120b_on_one_gpu_near_the_edge_warns_about_the_published_overhead():
+    r = plan(PlanInput(model="120b", accelerator="H100", max_model_len=131072, gpu_memory_utilization=0.95,
+                       max_num_batched_tokens=1024))  # the configuration of vllm-project/vllm#27508
+    assert r["fits"] and r["warnings"] and "--overhead-gib" in r["warnings"][0]
+    assert plan(PlanInput(model="120b", accelerator="H100", tensor_parallel_size=2,
+                          max_model_len=131072))["warnings"] == []
+    assert plan(PlanInput(model="20b", accelerator="L4"))["warnings"] == []
+
+
 def test_cpu_plan_uses_the_local_stack_kv_space_and_block_size():
     r = plan(PlanInput(model="tiny", accelerator="CPU", max_model_len=2048))
     assert r["block_size"] == 128 and r["available_kv_cache_gib"] == 1.0

@@ -59,6 +59,8 @@ def register(app: typer.Typer) -> None:
             emit_json(result)
         else:
             err.print(_table(result))
+            for w in result.get("warnings", []):
+                err.print(f"[yellow]warning:[/] {w}", markup=True)
             if not result["fits"]:
                 err.print(f"[bold red]does not fit:[/] {result['reason']}\n[bold]fix:[/] {result['fix']}")
         if not result["fits"]:
