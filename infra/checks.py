@@ -61,7 +61,7 @@ def problems(spec: DeploymentSpec, options: InfraOptions) -> list[Problem]:
         found.append(Problem("aws.root_volume_gib",
                              f"{spec.aws.root_volume_gib} GiB cannot hold the AMI ({sizing.AMI_ROOT_GIB} GiB), the "
                              f"serving image (~{sizing.IMAGE_GIB} GiB) and {spec.model}'s weights "
-                             f"({spec.model_info.weights_gib:g} GiB).",
+                             f"({spec.model_info.checkpoint_gib:g} GiB).",
                              f"set aws.root_volume_gib >= {need} (recommended {need + sizing.HEADROOM_GIB}), or unset "
                              "it to size the volume from the model."))
     if spec.aws.ami_id is not None and not _AMI.fullmatch(spec.aws.ami_id):

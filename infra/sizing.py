@@ -23,7 +23,7 @@ HEADROOM_GIB = 20
 
 def min_root_gib(spec: DeploymentSpec) -> int:
     """The least a GPU worker's root volume can be: AMI + serving image + the model's weights."""
-    return math.ceil(AMI_ROOT_GIB + IMAGE_GIB + spec.model_info.weights_gib)
+    return math.ceil(AMI_ROOT_GIB + IMAGE_GIB + spec.model_info.checkpoint_gib)
 
 
 def worker_root_gib(spec: DeploymentSpec) -> int:

@@ -30,11 +30,9 @@ GPU_BLOCK_SIZE = 16  # vLLM CacheConfig default on CUDA (FlashAttention / Triton
 CPU_BLOCK_SIZE = 128  # vllm/platforms/cpu.py: block_size defaults to 128 on the CPU backend
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
 
-# What vLLM reports as "Model loading took X GiB" where that differs from the checkpoint size in the catalog.
-# gpt-oss-120b: the MXFP4 MoE weights are re-laid-out for the Triton/Marlin MoE kernels on load and take more
-# than the 60.8 GiB of safetensors. Source: vllm-project/vllm#33155 (H100, vLLM 0.14.1: "Model loading took
-# 64.38 GiB"); vllm-project/vllm#23278 (H100, vLLM 0.10.x: 65.97 GiB).
-LOADED_WEIGHTS_GIB = {"gpt-oss-120b": 64.38}
+# Weights come from the catalog's `weights_gib`, which is what vLLM reports as "Model loading took X GiB"
+# (gpt-oss-120b's MXFP4 MoE weights are re-laid-out for the MoE kernels on load and take 64.38 GiB, more than
+# the 60.8 GiB of safetensors: vllm-project/vllm#33155, H100, vLLM 0.14.1; #23278 logged 65.97 GiB on 0.10.x).
 
 # Non-KV memory per GPU (GiB), calibrated on published start-up logs (docs/plan.md, tests/fixtures/vllm_logs):
 NON_TORCH_GIB = 0.20  # CUDA context, cuBLAS/cuDNN workspaces outside torch's allocator
@@ -214,7 +212,7 @@ def kv_bytes_for_sequence(m: ModelInfo, tp: int, pp: int, tokens: int,
 
 def loaded_weights_gib(m: ModelInfo) -> float:
     """Weights as vLLM holds them after loading (whole model, all GPUs together)."""
-    return LOADED_WEIGHTS_GIB.get(m.key, m.weights_gib)
+    return m.weights_gib
 
 
 @dataclass(frozen=True)

@@ -153,7 +153,7 @@ def test_disk_space_against_a_real_filesystem(tmp_path):
     free = shutil.disk_usage(tmp_path).free / 1024**3
     spec = _spec("gpt-oss-120b")
     status = checks.disk_space(spec, tmp_path / "hub").status
-    assert status == ("fail" if free < spec.model_info.weights_gib * 1.1 else "ok")
+    assert status == ("fail" if free < spec.model_info.checkpoint_gib * 1.1 else "ok")
     local = _spec(model_source=str(tmp_path))
     assert "local" in checks.disk_space(local).summary
 

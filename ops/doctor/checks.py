@@ -266,7 +266,7 @@ def disk_space(spec, cache_dir: Path | None = None) -> Finding:
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     free_gib = shutil.disk_usage(probe).free / 1024**3
-    need = m.weights_gib * 1.1
+    need = m.checkpoint_gib * 1.1
     if free_gib < need:
         return Finding("disk-space", FAIL, f"{d}: {free_gib:.1f} GiB free, {spec.model} needs ~{need:.1f} GiB",
                        cause="the download would stop with 'No space left on device'",
