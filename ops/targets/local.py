@@ -205,9 +205,20 @@ def write_config(config: dict[str, Any]) -> Path:
 
 
 def port_in_use(port: int, host: str = HOST) -> bool:
+    """Something answers on the port, or a server could not bind it (as Ray's dashboard and Serve's proxy do,
+    with SO_REUSEADDR) on the loopback address or on all interfaces."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.5)
-        return s.connect_ex((host, port)) == 0
+        if s.connect_ex((host, port)) == 0:
+            return True
+    for addr in (host, "0.0.0.0"):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((addr, port))
+            except OSError:
+                return True
+    return False
 
 
 def _http(method: str, url: str, timeout: float = 10.0, **kw):
@@ -474,7 +485,7 @@ def _wait(spec: DeploymentSpec, deadline: float, stages: _Stages | None = None) 
                            fix=f"look at `ops logs --target local` ({RAY_LOGS}/serve); a first CPU model load "
                                "takes about 2 minutes; raise --timeout on a slow or busy machine.",
                            runbook=RUNBOOK)
-        time.sleep(2)
+        time.sleep(1)
 
 
 def _failure(app: dict[str, Any]) -> str:
