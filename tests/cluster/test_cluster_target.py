@@ -1,8 +1,8 @@
 """The `cluster` target end to end on real hosts: two network namespaces running sshd, a real Ray head on one
 and a Ray worker joining from the other (both started by the target over SSH), the tiny gpt-oss served by
 Ray Serve LLM on vLLM's CPU build, deployed with `ops deploy --target cluster` and answered through the
-OpenAI client. Then: a second deploy uploads nothing, a killed worker shows as dead, logs come from every
-node, terminate twice succeeds.
+OpenAI client. Then: a second deploy uploads nothing, a killed worker shows as dead and a re-run of deploy
+brings it back, logs come from every node, terminate twice succeeds.
 
 One deployment is shared by the whole module (it takes a few minutes); tests run in file order.
 """
@@ -125,6 +125,17 @@ def test_killed_worker_shows_as_dead(stack, spec, deployed):
         time.sleep(5)
     assert st is not None and worker.addr in st.details["dead_nodes"], st and st.nodes
     assert [n["state"] for n in st.nodes if n["ip"] == worker.addr][-1] == "DEAD"
+
+
+def test_redeploy_after_worker_crash_rejoins_it(stack, spec, deployed):
+    """Resuming after a node crash: deploy starts Ray on the worker again and converges."""
+    from ops.targets import cluster
+
+    again = cluster.deploy(spec)
+    assert any("started Ray on worker" in c for c in again.changed), again
+    st = cluster.status(spec)
+    assert st.running
+    assert any(n["ip"] == stack.hosts[1].addr and n["state"] == "ALIVE" for n in st.nodes)
 
 
 def test_terminate_twice(spec, deployed):
