@@ -296,3 +296,25 @@ def test_cli_deploy_status_terminate_through_the_fake_control_plane(tmp_path, mo
     assert "stopped" in first.output and "not running" in second.output
     assert _services(plane) == {"deploy-gpt-oss": "TERMINATED"}
     assert runner.invoke(app, ["status", *args]).exit_code == 1
+
+
+def test_cli_target_options_reach_the_target(tmp_path, monkeypatch):
+    """--name and --render-dir on the command line decide the service name and where its files go."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from ops.cli import app
+
+    plane = fake_control_plane(steps_to_running=1, steps_to_terminated=0)
+    monkeypatch.setattr(target, "service_sdk", lambda *a, **k: service_sdk(plane))
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    args = ["--target", "anyscale", "--preset", "gpt-oss-20b", "--name", "team-a-gpt-oss"]
+    deployed = runner.invoke(app, ["deploy", *args, "--render-dir", str(tmp_path / "out"), "--json"])
+    assert deployed.exit_code == 0, deployed.output
+    assert json.loads(deployed.stdout)["endpoint"] == "http://team-a-gpt-oss.fake.url/v1"
+    assert (tmp_path / "out" / "service.yaml").is_file()
+    assert json.loads(runner.invoke(app, ["status", *args, "--json"]).stdout)["app_status"] == "RUNNING"
+    assert runner.invoke(app, ["terminate", *args]).exit_code == 0
+    assert _services(plane) == {"team-a-gpt-oss": "TERMINATED"}

@@ -9,13 +9,37 @@ import typer
 
 from ops.cli.options import TP, Accelerator, Json, MaxLen, Model, Preset, Sets, SpecFile, TargetOpt, resolve_options
 
-Timeout = Annotated[float, typer.Option("--timeout", help="Seconds to wait for the deployment to answer before "
+Timeout = Annotated[Optional[float], typer.Option("--timeout", help="Seconds to wait for the deployment to answer before "
                                                           "failing with what is stuck.")]
 Endpoint = Annotated[Optional[str], typer.Option("--endpoint", help="OpenAI base URL (default: the target's, e.g. "
                                                                     "http://127.0.0.1:8000/v1).")]
 ApiKeyFile = Annotated[Optional[str], typer.Option("--api-key-file", help="File holding the API key (default: the "
                                                                           "spec's auth.api_key_env, else the "
                                                                           "target's key file).")]
+
+
+_CL = "Cluster target"
+_AS = "Anyscale target"
+Stack = Annotated[Optional[str], typer.Option("--stack", help="Pulumi stack whose outputs name the hosts.", rich_help_panel=_CL)]
+Outputs = Annotated[Optional[str], typer.Option("--outputs", help="Stack outputs JSON file (instead of asking Pulumi).", rich_help_panel=_CL)]
+Identity = Annotated[Optional[str], typer.Option("--identity", "-i", help="SSH private key for the nodes.", rich_help_panel=_CL)]
+User = Annotated[Optional[str], typer.Option("--user", help="SSH user on the nodes (default ubuntu).", rich_help_panel=_CL)]
+KnownHosts = Annotated[Optional[str], typer.Option("--known-hosts", help="known_hosts file checked strictly.", rich_help_panel=_CL)]
+AcceptNew = Annotated[Optional[bool], typer.Option("--accept-new-host-keys", help="First contact: record unknown host keys (a changed key is still refused).", rich_help_panel=_CL)]
+Via = Annotated[Optional[str], typer.Option("--via", help="How to reach the nodes: ssh, bastion or ssm.", rich_help_panel=_CL)]
+Bastion = Annotated[Optional[str], typer.Option("--bastion", help="Jump host, \\[user@]host\\[:port] (with --via bastion).", rich_help_panel=_CL)]
+Tunnel = Annotated[Optional[bool], typer.Option("--tunnel/--no-tunnel", help="Smoke-test through an SSH tunnel (default: when the endpoint is private).", rich_help_panel=_CL)]
+Name = Annotated[Optional[str], typer.Option("--name", help="Anyscale service name (default: the spec's name, deploy-gpt-oss).", rich_help_panel=_AS)]
+Cloud = Annotated[Optional[str], typer.Option("--cloud", help="Anyscale cloud.", rich_help_panel=_AS)]
+Project = Annotated[Optional[str], typer.Option("--project", help="Anyscale project.", rich_help_panel=_AS)]
+Detach = Annotated[Optional[bool], typer.Option("--detach", help="Return once Anyscale accepted the request; don't wait.", rich_help_panel=_AS)]
+RenderDir = Annotated[Optional[str], typer.Option("--render-dir", help="Where to write service.yaml and Dockerfile (default .ops/anyscale/NAME).", rich_help_panel=_AS)]
+ModelSource = Annotated[Optional[str], typer.Option("--model-source", help="Weights location the replicas read (overrides the spec's).", rich_help_panel=_AS)]
+
+
+def _opts(**kw) -> dict:
+    """Target options the user actually gave; each target reads the ones it knows and ignores the rest."""
+    return {k: v for k, v in kw.items() if v is not None}
 
 
 def _spec(preset, file, model, accelerator, tp, max_model_len, target, sets):
@@ -49,20 +73,29 @@ def register(app: typer.Typer) -> None:
     @app.command(rich_help_panel="Lifecycle")
     def deploy(preset: Preset = None, file: SpecFile = None, model: Model = None, accelerator: Accelerator = None,
                tp: TP = None, max_model_len: MaxLen = None, target: TargetOpt = None, sets: Sets = None,
-               timeout: Timeout = 900.0, json_: Json = False) -> None:
+               timeout: Timeout = None, json_: Json = False,
+               stack: Stack = None, outputs: Outputs = None, identity: Identity = None, user: User = None,
+               known_hosts: KnownHosts = None, accept_new_host_keys: AcceptNew = None, via: Via = None,
+               bastion: Bastion = None, tunnel: Tunnel = None,
+               name: Name = None, cloud: Cloud = None, project: Project = None, detach: Detach = None,
+               render_dir: RenderDir = None, model_source: ModelSource = None) -> None:
         """Deploy gpt-oss to a target and wait until it answers. Running it again converges (idempotent).
 
         Examples:\n
           ops deploy --target local              # tiny gpt-oss on this CPU, for real\n
           ops deploy --target local -m gpt-oss-20b --accelerator L4   # on a GPU machine\n
-          ops deploy --target cluster -f stack.yaml\n
+          ops deploy --target cluster -f stack.yaml --stack dev\n
           ops deploy --target anyscale -p gpt-oss-20b
         """
         from ops import targets
         from ops.console import emit_json, err
 
         spec = _spec(preset, file, model, accelerator, tp, max_model_len, target, sets)
-        result = targets.get(spec.target.value).deploy(spec, timeout_s=timeout)
+        opts = _opts(timeout_s=timeout, deploy_timeout_s=timeout, stack=stack, outputs_file=outputs,
+                     identity_file=identity, user=user, known_hosts=known_hosts,
+                     accept_new_host_keys=accept_new_host_keys, via=via, bastion=bastion, tunnel=tunnel, name=name,
+                     cloud=cloud, project=project, detach=detach, render_dir=render_dir, model_source=model_source)
+        result = targets.get(spec.target.value).deploy(spec, **opts)
         if json_:
             emit_json(result.to_dict())
             return
@@ -70,21 +103,26 @@ def register(app: typer.Typer) -> None:
             err.print(f"[yellow]changed[/]   {c}")
         for u in result.unchanged:
             err.print(f"[dim]unchanged[/] {u}")
-        if not any(c.startswith("serve application") for c in result.changed):
-            err.print("[green]already running[/]: the application already matched the spec")
+        if not result.changed:
+            err.print("[green]already running[/]: the deployment already matched the spec")
         err.print(f"[green]ready[/] {result.endpoint}  model={result.model_id}")
         err.print(f"API key: {result.api_key_hint}  (send it as 'Authorization: Bearer <key>')")
         err.print(f"try: ops smoke --target {spec.target.value}")
 
     @app.command(rich_help_panel="Lifecycle")
     def status(preset: Preset = None, file: SpecFile = None, target: TargetOpt = None, sets: Sets = None,
-               json_: Json = False) -> None:
+               json_: Json = False, stack: Stack = None, outputs: Outputs = None, identity: Identity = None,
+               user: User = None, known_hosts: KnownHosts = None, via: Via = None, bastion: Bastion = None,
+               name: Name = None, cloud: Cloud = None, project: Project = None,
+               show_token: Annotated[Optional[bool], typer.Option("--show-token", help="Also print the Anyscale query token.", rich_help_panel=_AS)] = None) -> None:
         """Show the deployment: endpoint, model, Serve application / deployment / replica states, nodes."""
         from ops import targets
         from ops.console import emit_json, err
 
         spec = _spec(preset, file, None, None, None, None, target, sets)
-        st = targets.get(spec.target.value).status(spec)
+        st = targets.get(spec.target.value).status(spec, **_opts(
+            stack=stack, outputs_file=outputs, identity_file=identity, user=user, known_hosts=known_hosts, via=via,
+            bastion=bastion, name=name, cloud=cloud, project=project, show_token=show_token))
         if json_:
             emit_json(st.to_dict())
             return
@@ -100,13 +138,27 @@ def register(app: typer.Typer) -> None:
 
     @app.command(rich_help_panel="Lifecycle")
     def terminate(preset: Preset = None, file: SpecFile = None, target: TargetOpt = None, sets: Sets = None,
-                  json_: Json = False) -> None:
-        """Take the deployment down. Safe to run twice: the second run says nothing was running."""
+                  json_: Json = False,
+                  destroy: Annotated[Optional[bool], typer.Option("--destroy", help="Cluster: also run `pulumi destroy` on the stack.", rich_help_panel=_CL)] = None,
+                  verify: Annotated[Optional[bool], typer.Option("--verify", help="Cluster: afterwards list instances, volumes and load balancers still tagged with the stack; fail if a GPU instance remains.", rich_help_panel=_CL)] = None,
+                  stack: Stack = None, outputs: Outputs = None, identity: Identity = None, user: User = None,
+                  known_hosts: KnownHosts = None, via: Via = None, bastion: Bastion = None,
+                  name: Name = None, cloud: Cloud = None, project: Project = None, detach: Detach = None) -> None:
+        """Take the deployment down. Safe to run twice: the second run says nothing was running.
+
+        Examples:\n
+          ops terminate --target local\n
+          ops terminate --target cluster --stack dev --destroy --verify\n
+          ops terminate --target anyscale --name deploy-gpt-oss
+        """
         from ops import targets
         from ops.console import emit_json, err
 
         spec = _spec(preset, file, None, None, None, None, target, sets)
-        res = targets.get(spec.target.value).terminate(spec)
+        res = targets.get(spec.target.value).terminate(spec, **_opts(
+            destroy=destroy, verify=verify, stack=stack, outputs_file=outputs, identity_file=identity, user=user,
+            known_hosts=known_hosts, via=via, bastion=bastion, name=name, cloud=cloud, project=project,
+            detach=detach))
         if json_:
             emit_json(res.to_dict())
             return
@@ -151,7 +203,8 @@ def register(app: typer.Typer) -> None:
     @app.command(rich_help_panel="Lifecycle")
     def logs(preset: Preset = None, file: SpecFile = None, target: TargetOpt = None, sets: Sets = None,
              lines: Annotated[int, typer.Option("--lines", "-n", help="Last lines per log file.")] = 50,
-             json_: Json = False) -> None:
+             json_: Json = False, stack: Stack = None, outputs: Outputs = None, identity: Identity = None,
+             user: User = None, known_hosts: KnownHosts = None, via: Via = None, bastion: Bastion = None) -> None:
         """Replica and engine logs from every node of the deployment."""
         from ops import targets
         from ops.console import emit_json, err
@@ -161,7 +214,8 @@ def register(app: typer.Typer) -> None:
         mod = targets.get(spec.target.value)
         if not hasattr(mod, "logs"):
             raise OpsError(f"`ops logs` is not available for the {spec.target.value} target in this version.", code=3)
-        found = mod.logs(spec, lines=lines)
+        found = mod.logs(spec, lines=lines, **_opts(stack=stack, outputs_file=outputs, identity_file=identity,
+                                                    user=user, known_hosts=known_hosts, via=via, bastion=bastion))
         if json_:
             emit_json(found)
             return
