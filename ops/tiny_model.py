@@ -134,6 +134,9 @@ def build(out: Path, encodings_dir: Path) -> None:
     from transformers import GenerationConfig, GptOssForCausalLM, PreTrainedTokenizerFast
     from transformers.integrations.tiktoken import convert_tiktoken_to_fast
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the CLI shows its own stage display
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(SEED)
     config = tiny_config()
