@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from ops.dashboards import METRICS_EXPORT_PORT
 from ops.errors import OpsError
 from ops.spec import DeploymentSpec
 from ops.targets import DeployResult, Status, TerminateResult
@@ -269,7 +270,8 @@ def serve_details() -> dict[str, Any] | None:
 
 def check_ports(spec: DeploymentSpec, ray_running: bool, serve_running: bool) -> None:
     """Refuse before starting anything when a port this deployment needs belongs to something else."""
-    wanted = [] if ray_running else [(GCS_PORT, "Ray's GCS"), (DASHBOARD_PORT, "Ray's dashboard")]
+    wanted = [] if ray_running else [(GCS_PORT, "Ray's GCS"), (DASHBOARD_PORT, "Ray's dashboard"),
+                                     (METRICS_EXPORT_PORT, "Ray's metrics export")]
     if not serve_running:
         wanted.append((spec.port, "the OpenAI endpoint"))
     for port, what in wanted:
@@ -286,6 +288,9 @@ def start_ray(encodings: Path) -> None:
                VLLM_NO_USAGE_STATS="1")
     cmd = [_bin("ray"), "start", "--head", "--port", str(GCS_PORT), "--num-cpus", str(RAY_NUM_CPUS),
            "--dashboard-host", HOST, "--dashboard-port", str(DASHBOARD_PORT), "--include-dashboard", "true",
+           # A fixed metrics port for Prometheus (ops dashboards), and the node on loopback so Ray's own
+           # services advertise 127.0.0.1 rather than this machine's LAN address.
+           "--metrics-export-port", str(METRICS_EXPORT_PORT), "--node-ip-address", HOST,
            "--disable-usage-stats"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     if proc.returncode != 0:
