@@ -21,8 +21,6 @@ import fcntl
 import json
 import os
 import resource
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,51 +48,26 @@ METRICS = [  # (label, key in vLLM's result JSON, function of an ops bench run)
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_tiny_server(work: Path) -> tuple[subprocess.Popen, str, Path]:
+def start_tiny_server(work: Path):
+    """vLLM's OpenAI server on the tiny gpt-oss, ready; returns (process, base URL, checkpoint dir)."""
     sys.path.insert(0, str(ROOT))
     from ops import tiny_model
+    from ops.bench import vllm_server
 
     model_dir = tiny_model.ensure(ENCODINGS, work / "tiny")
-    port = _free_port()
-    env = {**os.environ, "TIKTOKEN_ENCODINGS_BASE": str(ENCODINGS), "VLLM_CPU_KVCACHE_SPACE": "1",
-           "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1"}
-    log = open(work / "vllm-server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-                             "--served-model-name", "tiny", "--max-model-len", "2048", "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    import httpx
-
-    deadline = time.monotonic() + 400
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"vLLM exited with {proc.returncode}; see {work / 'vllm-server.log'}")
-        try:
-            if httpx.get(url + "/v1/models", timeout=2).status_code == 200:
-                return proc, url, model_dir
-        except httpx.HTTPError:
-            pass
-        time.sleep(2)
-    stop(proc)
-    raise SystemExit("vLLM did not become ready within 400 s")
+    server = vllm_server.start(model_dir, encodings_dir=ENCODINGS, log_path=work / "vllm-server.log")
+    try:
+        vllm_server.wait_ready(server, 400)
+    except vllm_server.ServerExited as e:
+        vllm_server.stop(server.proc)
+        raise SystemExit(str(e))
+    return server.proc, server.url, model_dir
 
 
 def stop(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    from ops.bench import vllm_server
+
+    vllm_server.stop(proc)
 
 
 def _child_cpu() -> float:

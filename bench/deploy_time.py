@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import secrets
-import signal
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ops.bench import vllm_server  # noqa: E402
 from ops.targets import local  # noqa: E402
 
 MODEL = "my-gpt-oss"
@@ -60,15 +60,7 @@ def _wait_answer(base: str, key: str | None, proc: subprocess.Popen | None, time
     raise TimeoutError(f"no answer from {base} within {timeout:.0f}s")
 
 
-def _stop(proc: subprocess.Popen | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+_stop = vllm_server.stop  # process-group stop, shared with the other benchmarks
 
 
 def _cold() -> None:
@@ -116,14 +108,12 @@ def run_serve(env: dict[str, str], timeout: float, key: str) -> float:
 
 
 def run_vllm(env: dict[str, str], timeout: float, model_dir: str) -> float:
-    env = dict(env, VLLM_CPU_KVCACHE_SPACE="1")
     t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir,
-                             "--served-model-name", MODEL, "--max-model-len", "2048", "--host", "127.0.0.1",
-                             "--port", str(VLLM_PORT)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    server = vllm_server.start(model_dir, encodings_dir=env["TIKTOKEN_ENCODINGS_BASE"], log_path=os.devnull,
+                               served_name=MODEL, port=VLLM_PORT, extra_env=env)
+    proc = server.proc
     try:
-        _wait_answer(f"http://127.0.0.1:{VLLM_PORT}/v1", None, proc, timeout)
+        _wait_answer(f"{server.url}/v1", None, proc, timeout)
         return time.monotonic() - t0
     finally:
         _stop(proc)

@@ -8,15 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -30,57 +22,24 @@ MODEL_ID = "tiny"
 MAX_LEN = 2048
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def tiny_server(tmp_path_factory, encodings_dir):
     from ops import tiny_model
+    from ops.bench import vllm_server
 
     work = tmp_path_factory.mktemp("bench")
     model_dir = tiny_model.ensure(encodings_dir, work / "tiny")
-    port = _free_port()
     log_path = work / "vllm.log"
-    env = {**os.environ, "TIKTOKEN_ENCODINGS_BASE": str(encodings_dir), "VLLM_CPU_KVCACHE_SPACE": "1",
-           "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1"}
-    lock = open(LOCK, "w")
-    fcntl.flock(lock, fcntl.LOCK_EX)  # one heavy stack at a time on this machine
-    log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-         "--served-model-name", MODEL_ID, "--max-model-len", str(MAX_LEN), "--host", "127.0.0.1",
-         "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 400
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"vLLM exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(url + "/v1/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"vLLM not ready after 400 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(2)
-        yield url, log_path
-    finally:
+    with open(LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one heavy stack at a time on this machine
         try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(timeout=30)
-        log.close()
-        fcntl.flock(lock, fcntl.LOCK_UN)
-        lock.close()
+            with vllm_server.running(model_dir, encodings_dir=encodings_dir, log_path=log_path,
+                                     served_name=MODEL_ID, max_model_len=MAX_LEN) as server:
+                yield server.url, log_path
+        except vllm_server.ServerExited as e:
+            pytest.fail(str(e))
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def test_bench_sweep_reports_sane_latencies_tokens_and_a_plot(tiny_server, tmp_path):
