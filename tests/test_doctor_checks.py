@@ -276,3 +276,13 @@ def test_no_dashboard_means_no_local_serve():
         closed = s.getsockname()[1]
     f = checks.serve_app(f"http://127.0.0.1:{closed}", {})
     assert f.status == "ok" and "no Serve status" in f.summary
+
+
+def test_api_key_file_of_the_local_target_counts(tmp_path, monkeypatch):
+    """`ops deploy --target local` writes its key file; doctor must not report the key as missing then."""
+    monkeypatch.setenv("GPT_OSS_OPS_HOME", str(tmp_path))
+    spec = resolve().spec
+    assert checks.api_key(spec, env={}).status == "warn"
+    (tmp_path / "api_key").write_text("k-123\n")
+    found = checks.api_key(spec, env={})
+    assert found.status == "ok" and str(tmp_path / "api_key") in found.summary
