@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from ops.dashboards import check, grafana, local, panels, procs
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.stack  # runs in ~3 min once it holds the stack lock
 
 ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).parent / "ray")
+SERVE = str(Path(sys.executable).parent / "serve")
 LOCK = "/tmp/gpt-oss-stack.lock"
 SERVE_URL = "http://127.0.0.1:8000/v1"
 
@@ -82,21 +84,24 @@ def stack(tmp_path_factory, encodings_dir):
     tiny = tiny_model.ensure(encodings_dir)
     spec = resolve(preset="tiny").spec
     metrics_port, prom_port = _free_port(), _free_port()
-    env = {**os.environ, "RAY_metrics_report_interval_ms": "2000"}  # metrics reach the agent every 2 s
-    subprocess.run([RAY, "stop", "--force"], capture_output=True)
-    subprocess.run([RAY, "start", "--head", "--num-cpus", "8", "--metrics-export-port", str(metrics_port),
-                    "--include-dashboard", "true", "--dashboard-host", "127.0.0.1", "--disable-usage-stats"],
-                   check=True, env=env, capture_output=True)
-    ray_driver = False
+    # Metrics reach the agent every 2 s. RAY_AUTH_MODE=token makes the `serve` CLI send the cluster token
+    # (~/.ray/auth_token) that Ray 2.60's dashboard requires.
+    env = {**os.environ, "RAY_metrics_report_interval_ms": "2000", "RAY_AUTH_MODE": "token"}
+    # The Serve application is deployed with the `serve` CLI from a config file, as in production: no Ray
+    # driver lives inside the test process, so nothing that happens to Ray can take pytest down with it.
+    config = root / "serve-config.yaml"
+    kwargs = llm_config.llm_config_kwargs(spec, model_source=str(tiny), encodings_dir=str(encodings_dir))
+    config.write_text(yaml.safe_dump({
+        "http_options": {"host": "127.0.0.1", "port": 8000},
+        "applications": [{"name": "gpt-oss", "route_prefix": "/", "import_path": "ray.serve.llm:build_openai_app",
+                          "args": {"llm_configs": [kwargs]}}],
+    }))
     try:
-        import ray
-        from ray import serve
-        from ray.serve.llm import LLMConfig, build_openai_app
-
-        ray.init(address="auto", logging_level="ERROR", log_to_driver=False)  # keep replica logs out of CLI output
-        ray_driver = True
-        kwargs = llm_config.llm_config_kwargs(spec, model_source=str(tiny), encodings_dir=str(encodings_dir))
-        serve.run(build_openai_app({"llm_configs": [LLMConfig(**kwargs)]}), blocking=False)
+        subprocess.run([RAY, "stop", "--force"], capture_output=True)
+        subprocess.run([RAY, "start", "--head", "--num-cpus", "8", "--metrics-export-port", str(metrics_port),
+                        "--include-dashboard", "true", "--dashboard-host", "127.0.0.1", "--disable-usage-stats"],
+                       check=True, env=env, capture_output=True)
+        subprocess.run([SERVE, "deploy", str(config)], check=True, env=env, capture_output=True, timeout=300)
         _wait_serve(spec.model_id)
         _chat_burst(spec.model_id, 2)  # counters and histograms exist before the first scrape
 
@@ -114,16 +119,7 @@ def stack(tmp_path_factory, encodings_dir):
                "prom_port": prom_port, "metrics_port": metrics_port}
     finally:
         local.down(root)
-        if ray_driver:
-            try:
-                from ray import serve
-
-                serve.shutdown()
-            except Exception:
-                pass
-            import ray
-
-            ray.shutdown()
+        subprocess.run([SERVE, "shutdown", "-y"], capture_output=True, timeout=120, env=env)
         subprocess.run([RAY, "stop", "--force"], capture_output=True)
         fcntl.flock(lock, fcntl.LOCK_UN)
         lock.close()

@@ -124,7 +124,7 @@ def _check(prom_url: str, spec, quiet: bool) -> list[dict]:
     from ops.console import err
     from ops.dashboards import check
 
-    results = check.check_queries(prom_url, check.shipped_queries(spec))
+    results = check.check_settled(prom_url, check.shipped_queries(spec))
     if not quiet:
         for r in results:
             mark = "[green]ok[/]" if r.ok else "[red]NO DATA[/]"

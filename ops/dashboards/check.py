@@ -105,6 +105,25 @@ def check_queries(prom_url: str, queries: Iterable[tuple[str, str]], *, window: 
     return out
 
 
+def check_settled(prom_url: str, queries: Iterable[tuple[str, str]], *, window: str = "5m",
+                  settle_s: float = 30.0, interval_s: float = 2.0) -> list[QueryResult]:
+    """check_queries, re-asking only the failing queries until they pass or `settle_s` runs out.
+
+    Ray exports some gauges (replica health, KV cache usage) only when they are refreshed, so one instant can
+    miss a series a scrape later brings back; a query that stays empty for the whole window is a real gap."""
+    import time
+
+    queries = list(queries)
+    results = check_queries(prom_url, queries, window=window)
+    deadline = time.monotonic() + settle_s
+    while time.monotonic() < deadline and not all(r.ok for r in results):
+        time.sleep(interval_s)
+        failing = [i for i, r in enumerate(results) if not r.ok]
+        for i, r in zip(failing, check_queries(prom_url, [queries[i] for i in failing], window=window)):
+            results[i] = r
+    return results
+
+
 def rule_health(prom_url: str, *, timeout: float = 10.0) -> list[dict[str, Any]]:
     """Every loaded alerting/recording rule with Prometheus' own verdict (health ok/err/unknown, lastError)."""
     import httpx
