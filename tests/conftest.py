@@ -28,3 +28,16 @@ def _offline_env():
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     yield
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_ray_driver_left_behind():
+    """Some Ray APIs start a local Ray inside the calling process (Serve's app builders call ray.init
+    implicitly). Such a Ray must not outlive its test module: a later `ray stop` (the local target, the stack
+    tests) would kill it under the test process, and Ray then ends that process."""
+    yield
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
