@@ -21,12 +21,15 @@ def test_bad_flags_are_refused(args, needle):
     assert needle in result.exception.message and result.exception.fix
 
 
-def test_unreachable_endpoint_counts_connect_errors_and_fails(tmp_path):
+@pytest.mark.parametrize("warmup,counted", [(1, 1), (0, 3)])
+def test_unreachable_endpoint_counts_connect_errors_and_fails(tmp_path, warmup, counted):
+    """With the default warm-up, its one failure stops the level before the timed requests are sent."""
     out = tmp_path / "r.json"
-    result = CliRunner().invoke(app, ["bench", "--endpoint", "http://127.0.0.1:9", "--model", "m",
-                                      "--requests", "3", "--concurrency", "2", "--timeout", "5", "--json", str(out)])
+    result = CliRunner().invoke(app, ["bench", "--endpoint", "http://127.0.0.1:9", "--model", "m", "--requests", "3",
+                                      "--concurrency", "2", "--timeout", "5", "--warmup", str(warmup), "--json", str(out)])
     assert isinstance(result.exception, OpsError) and "every request failed" in result.exception.message
     import json
 
     run = json.loads(out.read_text())["runs"][0]
-    assert run["failed"] == 3 and run["errors_by_status"] == {"connect": 3}
+    assert run["failed"] == counted and run["errors_by_status"] == {"connect": counted}
+    assert run.get("warmup_failed", False) == bool(warmup)

@@ -78,6 +78,62 @@ def wait_ready(server: BareServer, timeout_s: float = 400) -> None:
         time.sleep(1)
 
 
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:  # /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces and parentheses
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == pid:
+                out.append(int(entry))
+    return out
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _pin_all_threads(pid: int, cpus: set[int]) -> None:
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except (ProcessLookupError, PermissionError):  # a thread that just ended
+            pass
+
+
+def pin_engine_beside_worker(server: BareServer) -> dict[str, list[int]] | None:
+    """Steady streaming on a small CPU machine: the engine core on its worker's cores, the API server on the rest.
+
+    vLLM's CPU backend binds its worker process (VLLM::Worker) to some cores and leaves the others to the
+    rest of the server. The engine-core process busy-waits on that worker; when the kernel runs it on the
+    cores the API server is using, the API server's streamed chunks are held back until the request ends and
+    whole responses arrive in one burst (time to first token = the whole request), flipping with normal
+    streaming every few seconds. A benchmark then measures that flipping rather than the clients. Returns the
+    placement, or None when there is nothing to separate (not Linux, no spare core, processes not found).
+    Call it once the server is ready.
+    """
+    if not hasattr(os, "sched_setaffinity") or server.proc.poll() is not None:
+        return None
+    api = server.proc.pid
+    engines = [c for c in _children(api) if _comm(c).startswith("VLLM::EngineCor")]
+    workers = [w for e in engines for w in _children(e) if _comm(w).startswith("VLLM::Worker")]
+    if not engines or not workers:
+        return None
+    worker_cpus = set().union(*(os.sched_getaffinity(w) for w in workers))
+    rest = os.sched_getaffinity(api) - worker_cpus
+    if not rest:
+        return None
+    for e in engines:
+        _pin_all_threads(e, worker_cpus)
+    _pin_all_threads(api, rest)
+    return {"engine_core_and_worker": sorted(worker_cpus), "api_server": sorted(rest)}
+
+
 def stop(proc: subprocess.Popen | None) -> None:
     """SIGTERM the process group, SIGKILL it when it does not end within 30 s; always reap."""
     if proc is None or proc.poll() is not None:

@@ -26,14 +26,16 @@ def register(app: typer.Typer) -> None:
         api_key: Annotated[Optional[str], typer.Option("--api-key", help=f"Bearer token; default from ${API_KEY_ENVS[0]} or ${API_KEY_ENVS[1]}.")] = None,
         timeout: Annotated[float, typer.Option("--timeout", help="Per-request timeout (s).", min=0.1)] = 300.0,
         deadline: Annotated[float, typer.Option("--deadline", help="Whole-run limit per concurrency level (s); unfinished requests count as errors.", min=1)] = 900.0,
+        warmup: Annotated[int, typer.Option("--warmup", help="Untimed requests before each level, on the same connections (as vLLM's client does); they also check endpoint, model and key: if one fails, the level's timed requests are not sent.", min=0, max=100)] = 1,
         seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the random prompts (default: a new one each run, so earlier runs do not warm the prefix cache).")] = None,
         json_file: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON to this file ('-' for stdout).")] = None,
         plot_file: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG of latency against concurrency.")] = None,
     ) -> None:
         """Load generator: TTFT, TPOT, inter-token latency and throughput against an endpoint.
 
-        Sends --requests streaming requests per concurrency level and stops by itself (per-request timeout
-        and a deadline per level). Statistics are defined as in vLLM's `bench serve`.
+        Per concurrency level: --warmup untimed requests (they check endpoint, model and key), then
+        --requests streaming requests, --concurrency of them in flight; it stops by itself (per-request
+        timeout and a deadline per level). Statistics are defined as in vLLM's `bench serve`.
         """
         from ops.errors import OpsError
 
@@ -60,7 +62,10 @@ def register(app: typer.Typer) -> None:
             runs.append(run_sync(BenchConfig(endpoint=endpoint, model=model, concurrency=level, requests=requests,
                                              input_len=input_len, output_len=output_len, api=api, stream=stream,
                                              api_key=key, ignore_eos=ignore_eos, request_timeout_s=timeout,
-                                             deadline_s=deadline, seed=base_seed + n * requests)))
+                                             deadline_s=deadline, seed=base_seed + n * requests, warmup=warmup)))
+            if runs[-1].get("warmup_failed"):
+                err.print(f"[yellow]warm-up request failed ({runs[-1]['errors_by_status']}); the {requests} timed "
+                          f"requests of this level were not sent[/]", markup=True)
         err.print(table(runs))
         first = next((r["first_error"] for r in runs if r.get("first_error")), None)
         if first:
