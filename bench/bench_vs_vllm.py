@@ -265,7 +265,7 @@ def main() -> int:
     p.add_argument("--output-len", type=int, default=128)
     p.add_argument("--concurrency", type=parse_levels, default=[1, 4, 16], help="levels, comma-separated")
     p.add_argument("--requests", type=int, help="per run (default: 16 x concurrency, at least 32)")
-    p.add_argument("--rounds", type=int, default=12,
+    p.add_argument("--rounds", type=int, default=8,
                    help="alternating rounds of each client per level (the mean over the rounds, the highest and "
                         "lowest dropped, is compared)")
     p.add_argument("--client-cpus", type=parse_cpus,
