@@ -97,3 +97,21 @@ def test_planner_equals_what_this_vllm_logged(tiny_server):
     p = plan(PlanInput(model="tiny", accelerator="CPU", max_model_len=MAX_LEN, kv_cache_memory_gib=1.0))
     assert p["kv_cache_tokens"] == int(m.group(1).replace(",", ""))
     assert f"{p['max_concurrency']:.2f}" == m.group(3)
+
+
+def test_bench_comparison_reads_the_servers_own_view_of_a_run(tiny_server, tmp_path):
+    """bench/bench_vs_vllm.py referees the two clients with the server's histograms: over one ops bench run
+    they count every request (the warm-up one too) and give means no client timing enters."""
+    from tests.bench_script import bench_vs_vllm
+
+    url, _ = tiny_server
+    before = bench_vs_vllm.scrape(url)
+    result = CliRunner().invoke(app, ["bench", "--endpoint", url, "--model", MODEL_ID, "--requests", "3",
+                                      "--input-len", "16", "--output-len", "8", "--json", str(tmp_path / "b.json")])
+    assert result.exit_code == 0, result.output
+    after = bench_vs_vllm.scrape(url)
+    for name in bench_vs_vllm.SERVER_METRICS.values():
+        assert after[name][1] - before[name][1] == (4 * 7 if "inter_token" in name else 4), name
+    view = bench_vs_vllm.server_view(before, after)
+    assert 0 < view["itl"] < view["e2e"] and 0 < view["ttft"] < view["e2e"]
+    assert bench_vs_vllm.scrape("http://127.0.0.1:9") is None  # nothing listening: no referee, raw figures
