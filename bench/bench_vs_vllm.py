@@ -137,6 +137,7 @@ METRICS = [
     ("requests/s", "request_throughput", lambda r: r["request_throughput_rps"], "e2e"),
 ]
 
+
 def start_tiny_server(work: Path):
     """vLLM's OpenAI server on the tiny gpt-oss, ready and pinned; (process, base URL, checkpoint, API CPUs)."""
     from ops import tiny_model

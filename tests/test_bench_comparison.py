@@ -6,7 +6,9 @@ import argparse
 
 import pytest
 
-from tests.bench_script import bench_vs_vllm as b
+from tests import scripts
+
+b = scripts.bench_vs_vllm()
 
 REF = {"ttft": 20.0, "itl": 6.0, "e2e": 800.0}
 

@@ -102,7 +102,9 @@ def test_planner_equals_what_this_vllm_logged(tiny_server):
 def test_bench_comparison_reads_the_servers_own_view_of_a_run(tiny_server, tmp_path):
     """bench/bench_vs_vllm.py referees the two clients with the server's histograms: over one ops bench run
     they count every request (the warm-up one too) and give means no client timing enters."""
-    from tests.bench_script import bench_vs_vllm
+    from tests import scripts
+
+    bench_vs_vllm = scripts.bench_vs_vllm()
 
     url, _ = tiny_server
     before = bench_vs_vllm.scrape(url)

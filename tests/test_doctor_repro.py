@@ -5,7 +5,6 @@ fixtures' final lines."""
 
 from __future__ import annotations
 
-import importlib.util
 import socket
 from pathlib import Path
 
@@ -13,11 +12,10 @@ import pytest
 
 from ops import tiny_model
 from ops.doctor import checks, scan
+from tests import scripts
 
 ERRORS = Path(__file__).parent / "fixtures" / "errors"
-_spec = importlib.util.spec_from_file_location("doctor_reproduce", ERRORS / "reproduce.py")
-reproduce = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(reproduce)
+reproduce = scripts.load(ERRORS / "reproduce.py", "doctor_reproduce")
 
 
 @pytest.fixture(scope="module")

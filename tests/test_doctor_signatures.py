@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 
 from ops.doctor import registry, scan, signatures
+from tests import scripts
 
 ROOT = Path(__file__).resolve().parents[1]
 ERRORS = Path(__file__).parent / "fixtures" / "errors"
 
-_spec = importlib.util.spec_from_file_location("doctor_reproduce", ERRORS / "reproduce.py")
-reproduce = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(reproduce)
+reproduce = scripts.load(ERRORS / "reproduce.py", "doctor_reproduce")
 
 # fixture file -> (signature name, check id)
 EXPECTED = {
