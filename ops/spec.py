@@ -45,12 +45,14 @@ class SpecError(ValueError):
 
 
 class _Fail(ValueError):
-    """Raised inside validators; carries the fix so the error message can name it."""
+    """Raised inside validators; carries the fix (and, when it is not the validated field, the field) so the
+    Problem built from it can name them. pydantic hands the exception back in the error's context."""
 
     def __init__(self, message: str, fix: str, field: str | None = None):
+        self.message = message
         self.fix = fix
         self.field = field
-        super().__init__(f"{message}|FIX|{fix}" + (f"|FIELD|{field}" if field else ""))
+        super().__init__(message)
 
 
 # ----------------------------------------------------------------------------------------- the spec
@@ -517,10 +519,7 @@ def _problem(err: dict[str, Any]) -> Problem:
     ctx = err.get("ctx") or {}
     inner = ctx.get("error")
     if isinstance(inner, _Fail):
-        text, fix = str(inner).split("|FIX|", 1)
-        if "|FIELD|" in fix:
-            fix, loc = fix.split("|FIELD|", 1)
-        return Problem(loc, text, fix)
+        return Problem(inner.field or loc, inner.message, inner.fix)
     etype = err.get("type", "")
     if etype == "extra_forbidden":
         name = loc.rsplit(".", 1)[-1]
