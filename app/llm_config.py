@@ -72,7 +72,8 @@ def llm_config_kwargs(spec: DeploymentSpec, *, model_source: str | None = None,
 def app_args(spec: DeploymentSpec, *, model_source: str | None = None,
              encodings_dir: str | None = IMAGE_ENCODINGS_DIR, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
     """The `args` of the Serve application `app.serve_gpt_oss:build_app`: Ray's own `llm_configs` list (as
-    `build_openai_app` takes it) plus the endpoint's auth settings, which Ray Serve LLM's ingress lacks."""
+    `build_openai_app` takes it) plus what Ray Serve LLM's ingress lacks: the endpoint's auth settings, the
+    request limits, and the defaults a request that names none gets (the spec's reasoning effort)."""
     return {
         "llm_configs": [llm_config_kwargs(spec, model_source=model_source, encodings_dir=encodings_dir,
                                           extra_env=extra_env)],
@@ -81,4 +82,10 @@ def app_args(spec: DeploymentSpec, *, model_source: str | None = None,
             "api_key_env": spec.auth.api_key_env,
             "api_key_file": spec.auth.api_key_file,
         },
+        "limits": {
+            "max_request_bytes": spec.limits.max_request_bytes,
+            "max_n": spec.limits.max_n,
+            "max_tokens": spec.limits.max_tokens or spec.max_model_len,
+        },
+        "defaults": {"reasoning_effort": spec.reasoning_effort.value},
     }

@@ -37,21 +37,41 @@ def _server_cls():
 
 
 def _ingress_cls():
-    """Ray's OpenAiIngress plus the `/v1/responses` route and a refusal to start without keys."""
+    """Ray's OpenAiIngress plus the `/v1/responses` route, the spec's default reasoning effort, reasoning under
+    both field names, and a refusal to start without keys."""
     from fastapi import HTTPException, Request
     from ray.llm._internal.serve.constants import DEFAULT_LLM_ROUTER_HTTP_TIMEOUT
+    from ray.llm._internal.serve.core.configs.openai_api_models import ChatCompletionRequest
     from ray.llm._internal.serve.core.ingress.ingress import OpenAiIngress, router_request_timeout
     from ray.llm._internal.serve.core.protocol import RawRequestInfo
     from starlette.responses import JSONResponse, Response, StreamingResponse
 
+    from app import reasoning_fields
     from app.auth import AuthSettings, load_keys
     from app.openai_errors import ModelNotFound, openai_error
 
     class GptOssIngress(OpenAiIngress):
-        def __init__(self, llm_deployments, model_cards, *, lora_paths=None, auth: dict | None = None, **kwargs):
+        def __init__(self, llm_deployments, model_cards, *, lora_paths=None, auth: dict | None = None,
+                     defaults: dict | None = None, **kwargs):
             # Fail the replica (and so the deploy, with this message) rather than serve without a key.
             load_keys(AuthSettings.from_args(auth))
+            self._reasoning_effort = (defaults or {}).get("reasoning_effort")
             super().__init__(llm_deployments, model_cards, lora_paths=lora_paths, **kwargs)
+
+        async def chat(self, body: ChatCompletionRequest, request: Request) -> Response:
+            """Chat completions with the deployment's reasoning effort when the request names none, and the
+            reasoning text under `reasoning` and `reasoning_content` alike."""
+            if body.reasoning_effort is None and self._reasoning_effort:
+                body.reasoning_effort = self._reasoning_effort
+            response = await super().chat(body, request)
+            if isinstance(response, StreamingResponse):
+                return StreamingResponse(reasoning_fields.sse_stream(response.body_iterator),
+                                         status_code=response.status_code, media_type=response.media_type)
+            if isinstance(response, JSONResponse) and response.status_code == 200:
+                import json
+
+                return JSONResponse(reasoning_fields.completion(json.loads(response.body)))
+            return response
 
         async def _get_model_id(self, model):
             try:
@@ -71,6 +91,8 @@ def _ingress_cls():
             if not isinstance(body, dict):
                 err = openai_error(400, "the request body must be a JSON object")
                 return JSONResponse(err["body"], status_code=400)
+            if body.get("reasoning") is None and self._reasoning_effort:
+                body["reasoning"] = {"effort": self._reasoning_effort}
             model = body.get("model")
             model_id = await self._get_model_id(model if isinstance(model, str) else None)
             handle = self._get_configured_serve_handle(model_id)
@@ -105,9 +127,12 @@ def build_app(args: dict[str, Any]):
 
     from app.auth import ApiKeyMiddleware, AuthSettings, load_keys
     from app.openai_errors import ModelNotFound, model_not_found_handler
+    from app.request_guard import RequestGuardMiddleware
 
     args = dict(args or {})
     auth = dict(args.pop("auth", None) or {"enabled": True})
+    limits = dict(args.pop("limits", None) or {})
+    defaults = dict(args.pop("defaults", None) or {})
     # Checked here too so `serve run` / `serve deploy` fail at build time with the reason, not at first request.
     load_keys(AuthSettings.from_args(auth))
 
@@ -124,12 +149,13 @@ def build_app(args: dict[str, Any]):
                                                          serving.ingress_deployment_config)
     fastapi_app = init()
     fastapi_app.add_exception_handler(ModelNotFound, model_not_found_handler)
+    fastapi_app.add_middleware(RequestGuardMiddleware, limits=limits)  # bad input: after the key check
     fastapi_app.add_middleware(ApiKeyMiddleware, auth=auth)  # added last = runs first
     endpoints = dict(DEFAULT_ENDPOINTS)
     endpoints["responses"] = lambda a: a.post(RESPONSES_ROUTE)
     ingress = make_fastapi_ingress(ingress_base, endpoint_map=endpoints, app=fastapi_app)
     return serve.deployment(ingress, **options).bind(llm_deployments=llm_deployments, model_cards=model_cards,
-                                                     lora_paths=lora_paths, auth=auth)
+                                                     lora_paths=lora_paths, auth=auth, defaults=defaults)
 
 
 def _default_app():

@@ -143,6 +143,16 @@ class Auth(_Strict):
         return v
 
 
+class Limits(_Strict):
+    """What one request to the endpoint may ask for; beyond it the endpoint answers an OpenAI-shaped 4xx naming
+    the field, before the request reaches a replica."""
+
+    max_request_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="largest request body (413 above it)")
+    max_n: int = Field(4, ge=1, le=128, description="largest `n` (choices per request)")
+    max_tokens: int | None = Field(None, ge=1, description="largest max_tokens / max_output_tokens; "
+                                                           "max_model_len when unset")
+
+
 class Aws(_Strict):
     region: str = "us-east-1"
     instance_type: str | None = Field(None, description="GPU worker instance type; chosen from the catalog if unset")
@@ -180,6 +190,7 @@ class DeploymentSpec(_Strict):
     target: Target = Target.local
     network: Network = Field(default_factory=Network)
     auth: Auth = Field(default_factory=Auth)
+    limits: Limits = Field(default_factory=Limits)
     aws: Aws = Field(default_factory=Aws)
     owner: str = Field("unknown", description="who to ask about this deployment (tag)")
     ttl_hours: float | None = Field(None, gt=0, description="expected lifetime (tag for the orphan check)")
@@ -270,6 +281,10 @@ class DeploymentSpec(_Strict):
         if self.max_model_len > m.max_position_embeddings:
             raise _Fail(f"{self.max_model_len} is above {m.key}'s limit of {m.max_position_embeddings:,} tokens.",
                         f"set max_model_len <= {m.max_position_embeddings}.", field="max_model_len")
+        if self.limits.max_tokens is not None and self.limits.max_tokens > self.max_model_len:
+            raise _Fail(f"limits.max_tokens {self.limits.max_tokens} is above max_model_len {self.max_model_len}: no "
+                        "request could get that many tokens.", f"set limits.max_tokens <= {self.max_model_len}, or "
+                        "unset it (it defaults to max_model_len).", field="limits.max_tokens")
         if m.num_attention_heads % tp or m.num_key_value_heads % tp and tp % m.num_key_value_heads:
             raise _Fail(f"tensor_parallel_size {tp} does not divide {m.key}'s {m.num_attention_heads} attention "
                         f"heads / {m.num_key_value_heads} KV heads.",
