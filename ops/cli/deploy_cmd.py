@@ -47,26 +47,13 @@ def _spec(preset, file, model, accelerator, tp, max_model_len, target, sets):
 
 
 def _api_key(spec, st, api_key_file: str | None) -> str | None:
-    """The key for client calls: --api-key-file, the spec's env var, else the key file the target reports."""
-    import os
-    from pathlib import Path
+    """The key for client calls: --api-key-file, else the spec's (env var, key file), else the key file the
+    target reports."""
+    from ops import api_key, secret_files
 
-    files = [api_key_file] if api_key_file else []
-    if not api_key_file:
-        env = [k.strip() for k in os.environ.get(spec.auth.api_key_env, "").split(",") if k.strip()]
-        if env:
-            return env[0]
-        files += [spec.auth.api_key_file, (st.details or {}).get("api_key_file")]
-    for f in files:
-        if not f:
-            continue
-        try:
-            lines = [line.strip() for line in Path(f).expanduser().read_text().splitlines() if line.strip()]
-        except OSError:
-            continue
-        if lines:
-            return lines[0]
-    return None
+    if api_key_file:
+        return secret_files.first_line(api_key_file)
+    return api_key.find(spec, (st.details or {}).get("api_key_file"))[0]
 
 
 def register(app: typer.Typer) -> None:

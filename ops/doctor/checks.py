@@ -278,6 +278,11 @@ def disk_space(spec, cache_dir: Path | None = None) -> Finding:
 
 def listening_sockets(proc_root: str = "/proc") -> list[tuple[str, int]]:
     """(address, port) of every listening TCP socket, from /proc/net/tcp and tcp6."""
+    return [(addr, port) for addr, port, _ in _listeners(proc_root)]
+
+
+def _listeners(proc_root: str) -> list[tuple[str, int, int]]:
+    """(address, port, socket inode) of every listening TCP socket of this network namespace."""
     out = []
     for name, v6 in (("tcp", False), ("tcp6", True)):
         path = Path(proc_root) / "net" / name
@@ -287,10 +292,10 @@ def listening_sockets(proc_root: str = "/proc") -> list[tuple[str, int]]:
             continue
         for line in lines:
             fields = line.split()
-            if len(fields) < 4 or fields[3] != "0A":  # 0A = TCP_LISTEN
+            if len(fields) < 10 or fields[3] != "0A":  # 0A = TCP_LISTEN
                 continue
             addr_hex, port_hex = fields[1].split(":")
-            out.append((_addr(addr_hex, v6), int(port_hex, 16)))
+            out.append((_addr(addr_hex, v6), int(port_hex, 16), int(fields[9])))
     return out
 
 
@@ -303,21 +308,101 @@ def _addr(hex_addr: str, v6: bool) -> str:
     return str(ipaddress.IPv6Address(words) if v6 else ipaddress.IPv4Address(words))
 
 
+def is_loopback(addr: str) -> bool:
+    import ipaddress
+
+    ip = ipaddress.ip_address(addr)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def socket_owners(proc_root: str = "/proc") -> dict[int, tuple[int, str]]:
+    """socket inode -> (pid, command line) for every process whose descriptors this user may read."""
+    owners: dict[int, tuple[int, str]] = {}
+    for proc in Path(proc_root).iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            fds = list((proc / "fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                owners.setdefault(int(target[8:-1]), (int(proc.name), cmd))
+    return owners
+
+
+def is_ray_process(cmdline: str) -> bool:
+    """Ray's own processes: GCS, raylet, dashboard and its agents, Ray's workers and actors (`ray::...`)."""
+    head = cmdline.split(" ", 1)[0]
+    return (os.path.basename(head) in ("gcs_server", "raylet") or cmdline.startswith("ray::")
+            or "/ray/" in cmdline or "ray/dashboard" in cmdline)
+
+
+def ray_listeners(proc_root: str = "/proc") -> list[tuple[str, int, int, str]]:
+    """(address, port, pid, command) of every socket a Ray process listens on."""
+    owners = socket_owners(proc_root)
+    out = []
+    for addr, port, inode in _listeners(proc_root):
+        pid, cmd = owners.get(inode, (0, ""))
+        if pid and is_ray_process(cmd):
+            out.append((addr, port, pid, cmd))
+    return sorted(out)
+
+
+def _fmt(addr: str, port: int) -> str:
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
 def ray_ports(ports: Mapping[int, str] = RAY_PORTS, proc_root: str = "/proc") -> Finding:
-    """Ray's internal ports must listen on loopback or the private network only, never on every interface."""
-    wildcard = {"0.0.0.0", "::"}
-    exposed = sorted({(a, p) for a, p in listening_sockets(proc_root) if p in ports and a in wildcard})
-    bound = sorted({(a, p) for a, p in listening_sockets(proc_root) if p in ports})
-    if exposed:
-        desc = ", ".join(f"{ports[p]} {'[' + a + ']' if ':' in a else a}:{p}" for a, p in exposed)
-        return Finding("ray-ports", WARN, f"Ray listens on all interfaces: {desc}",
-                       cause="Ray's GCS, dashboard and client ports run jobs for anyone who can reach them",
-                       fix="ray start --head --node-ip-address 127.0.0.1 --dashboard-host 127.0.0.1 locally; on a "
-                           "cluster keep them behind the security group (ops never opens them) and tunnel the "
-                           "dashboard over SSH/SSM")
+    """Ray must listen on loopback only on a single machine (and on the cluster network only on a node): every
+    socket of a Ray process beyond loopback is reported, and Ray's well-known ports on every interface even when
+    their process is not visible (another user's, or in a container)."""
+    named = {(a, p) for a, p, _ in _listeners(proc_root) if p in ports and a in ("0.0.0.0", "::")}
+    found = {(a, p): ports.get(p, "Ray") for a, p, _, _ in ray_listeners(proc_root) if not is_loopback(a)}
+    found.update({k: ports[k[1]] for k in named})
+    if found:
+        desc = ", ".join(f"{what} {_fmt(a, p)}" for (a, p), what in sorted(found.items(), key=lambda kv: kv[0][1]))
+        return Finding("ray-ports", WARN, f"Ray listens beyond loopback: {desc}",
+                       cause="Ray's GCS, raylet, dashboard, agents and workers run code for whoever can reach "
+                             "them and presents the token (if token authentication is on at all)",
+                       fix="locally: ops terminate --target local && ops deploy --target local (Ray then binds "
+                           "127.0.0.1 only); on a cluster node: keep these ports inside the cluster's security "
+                           "group and turn on token authentication (RAY_AUTH_MODE=token)")
+    bound = sorted({(a, p) for a, p, _, _ in ray_listeners(proc_root)} | {(a, p) for a, p, _ in _listeners(proc_root)
+                                                                           if p in ports})
     if bound:
-        return Finding("ray-ports", OK, "Ray ports bound to " + ", ".join(f"{a}:{p}" for a, p in bound))
-    return Finding("ray-ports", OK, "no Ray ports listening on this machine")
+        return Finding("ray-ports", OK, f"Ray listens on loopback only ({len(bound)} sockets, e.g. "
+                       + ", ".join(_fmt(a, p) for a, p in bound[:4]) + ")")
+    return Finding("ray-ports", OK, "no Ray listening on this machine")
+
+
+def ray_auth(dashboard: str | None = None, env: Mapping[str, str] = os.environ, timeout: float = 3.0) -> Finding:
+    """Ray's Jobs API must refuse a request without the cluster's token: a Ray that answers it runs any code
+    submitted to it (ShadowRay, CVE-2023-48022)."""
+    import httpx
+
+    base = (dashboard or env.get(DASHBOARD_ENV) or DEFAULT_DASHBOARD).rstrip("/")
+    try:
+        resp = httpx.get(f"{base}/api/jobs/", timeout=timeout, trust_env=False)
+    except httpx.HTTPError as e:
+        return Finding("ray-auth", OK, f"no Ray dashboard at {base} ({type(e).__name__})")
+    if resp.status_code in (401, 403):
+        return Finding("ray-auth", OK, f"{base}: the Jobs API refuses requests without Ray's token "
+                                       f"(HTTP {resp.status_code})")
+    if resp.status_code == 200:
+        return Finding("ray-auth", FAIL, f"{base}: the Jobs API answers without a token (HTTP 200): Ray's token "
+                                         "authentication is off",
+                       cause="anyone who reaches Ray's ports can submit jobs and run code on the machine",
+                       fix="restart Ray with RAY_AUTH_MODE=token (ops deploy does: ops terminate, then ops deploy)")
+    return Finding("ray-auth", WARN, f"{base}/api/jobs/ answered HTTP {resp.status_code}",
+                   fix="check that this is Ray's dashboard (RAY_DASHBOARD_ADDRESS)")
 
 
 # ------------------------------------------------------------------------------------------------ auth

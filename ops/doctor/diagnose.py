@@ -48,7 +48,7 @@ def environment(spec, *, encodings_dir: str | None = None, python: str | None = 
         findings.extend(checks.gpu_memory(spec, gpus))
         findings.append(checks.disk_space(spec))
         findings.append(checks.api_key(spec, env))
-    findings.append(checks.ray_ports())
+    findings += [checks.ray_ports(), checks.ray_auth(dashboard, env)]
     if target == "local" or dashboard:
         findings.append(checks.serve_app(dashboard, env))
     return findings

@@ -39,6 +39,7 @@ CHECKS: dict[str, Check] = {c.id: c for c in [
     _c("backpressure", "endpoint not shedding load", "endpoint-503-backpressure.md"),
     _c("serve-app", "Serve application healthy", "serve-deploy-failed.md"),
     _c("ray-ports", "Ray ports not reachable from outside", "ray-ports-exposed.md"),
+    _c("ray-auth", "Ray refuses requests without its token", "ray-ports-exposed.md"),
     _c("logs", "logs found and readable", "README.md"),
 ]}
 

@@ -13,8 +13,6 @@ paths) come from keyword options or `GPT_OSS_*` environment variables: see `ops.
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import shlex
 import socket
 import time
@@ -197,22 +195,16 @@ def _wait_dashboard(c: _Cluster, timeout_s: float = 120) -> set[str]:
 
 def _api_key(spec: DeploymentSpec) -> tuple[str | None, str]:
     """(key, where it is). Generated and kept in a 0600 file when the operator has none yet."""
-    if not spec.auth.enabled:
-        return None, "none (auth disabled)"
-    if os.environ.get(spec.auth.api_key_env):
-        return os.environ[spec.auth.api_key_env].split(",")[0].strip(), f"${spec.auth.api_key_env}"
-    if spec.auth.api_key_file and Path(spec.auth.api_key_file).expanduser().is_file():
-        path = Path(spec.auth.api_key_file).expanduser()
-        return path.read_text().split()[0], str(path)
+    from ops import api_key
     from ops.tiny_model import cache_root
 
-    path = cache_root() / "keys" / f"{spec.name}.key"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(f"sk-gpt-oss-{secrets.token_urlsafe(24)}\n")
-    return path.read_text().split()[0], str(path)
+    if not spec.auth.enabled:
+        return None, "none (auth disabled)"
+    key, where = api_key.find(spec)
+    if key:
+        return key, where
+    path, _ = api_key.ensure_file(cache_root() / "keys" / f"{spec.name}.key")
+    return api_key.find(spec, path)
 
 
 def _put_if_changed(c: _Cluster, conns: dict[str, Any], bundle_dir: str, remote_path: str, data: bytes,

@@ -12,10 +12,8 @@ fast, and the Ray driver never lives inside the `ops` process.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import secrets
 import shutil
 import socket
 import subprocess
@@ -52,6 +50,22 @@ def home() -> Path:
 
 def key_file() -> Path:
     return home() / "api_key"
+
+
+def ray_token_file() -> Path:
+    """The local Ray's auth token (0600), beside the API key file; never the machine-wide ~/.ray/auth_token."""
+    return home() / "ray_auth_token"
+
+
+def ray_env() -> dict[str, str]:
+    """The environment of every Ray process and Ray CLI call of this target: token authentication on with the
+    target's own token, and Ray in single-node mode, in which it binds every listener to 127.0.0.1
+    (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`; without it Ray 2.60 binds GCS, raylet, object manager, worker and
+    metrics ports on all interfaces and rewrites `--node-ip-address 127.0.0.1` to the LAN address)."""
+    from ops import ray_token
+
+    return {**os.environ, **ray_token.process_env(ray_token_file()), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+            "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 def state_file() -> Path:
@@ -92,19 +106,17 @@ def dashboard_url() -> str:
 
 def ensure_encodings() -> tuple[Path, bool]:
     """The verified encodings directory (TIKTOKEN_ENCODINGS_BASE or the cache), fetched when missing."""
+    from ops import encodings as enc
+
     directory = encodings_dir()
-    try:
-        from ops import encodings as enc
-    except ImportError:  # older tree: verify the two digests here
-        enc = None
-    states = enc.verify(directory) if enc else _verify_inline(directory)
+    states = enc.verify(directory)
     if all(s == "ok" for s in states.values()):
         return directory, False
     bad = [n for n, s in states.items() if s == "bad-hash"]
     if bad:
         raise OpsError(f"{directory}/{bad[0]} does not have the SHA-256 tiktoken pins (corrupt or wrong file).",
                        fix=f"delete it and run `ops encodings fetch --dest {directory}`.", runbook=RUNBOOK)
-    if os.environ.get("TIKTOKEN_ENCODINGS_BASE") or enc is None:
+    if os.environ.get("TIKTOKEN_ENCODINGS_BASE"):
         missing = ", ".join(n for n, s in states.items() if s != "ok")
         raise OpsError(f"the tiktoken encodings harmony needs are missing from {directory} ({missing}).",
                        fix=f"run `ops encodings fetch --dest {directory}` (or copy verified files there), then "
@@ -113,46 +125,11 @@ def ensure_encodings() -> tuple[Path, bool]:
     return directory, True
 
 
-def _verify_inline(directory: Path) -> dict[str, str]:
-    pins = {"o200k_base.tiktoken": "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
-            "cl100k_base.tiktoken": "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"}
-    out = {}
-    for name, digest in pins.items():
-        p = directory / name
-        out[name] = ("missing" if not p.is_file() else
-                     "ok" if hashlib.sha256(p.read_bytes()).hexdigest() == digest else "bad-hash")
-    return out
-
-
 def ensure_key_file() -> tuple[Path, bool]:
-    """The API key file (0600), generated once with `secrets.token_urlsafe` and reused afterwards."""
-    path = key_file()
-    if path.is_file() and path.read_text().strip():
-        if path.stat().st_mode & 0o077:
-            path.chmod(0o600)
-        return path, False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(secrets.token_urlsafe(32) + "\n")
-    path.chmod(0o600)
-    return path, True
+    """The API key file (0600), generated once and reused afterwards."""
+    from ops import api_key
 
-
-def read_key(spec: DeploymentSpec | None = None) -> str | None:
-    """The first usable key: the spec's env var, else the local key file."""
-    env_name = spec.auth.api_key_env if spec else "GPT_OSS_API_KEY"
-    env = [k.strip() for k in os.environ.get(env_name, "").split(",") if k.strip()]
-    if env:
-        return env[0]
-    for path in ([Path(spec.auth.api_key_file)] if spec and spec.auth.api_key_file else []) + [key_file()]:
-        try:
-            lines = [line.strip() for line in path.expanduser().read_text().splitlines() if line.strip()]
-        except OSError:
-            continue
-        if lines:
-            return lines[0]
-    return None
+    return api_key.ensure_file(key_file())
 
 
 def model_source(spec: DeploymentSpec, encodings: Path) -> tuple[str, bool]:
@@ -174,17 +151,9 @@ def local_spec(spec: DeploymentSpec, api_key_path: Path) -> DeploymentSpec:
 
 def serve_config(spec: DeploymentSpec, source: str, encodings: Path) -> dict[str, Any]:
     """The Serve config (as `ops render serve-config` writes it), bound to loopback on this machine."""
-    try:
-        from ops.render import serve_application
-    except ImportError:
-        serve_application = None
-    if serve_application is not None:
-        application = serve_application(spec, model_source=source, encodings_dir=str(encodings))
-    else:
-        from app.llm_config import app_args
+    from ops.render import serve_application
 
-        application = {"name": spec.name, "route_prefix": "/", "import_path": "app.serve_gpt_oss:build_app",
-                       "args": app_args(spec, model_source=source, encodings_dir=str(encodings))}
+    application = serve_application(spec, model_source=source, encodings_dir=str(encodings))
     application.setdefault("runtime_env", {}).setdefault("env_vars", {})["TIKTOKEN_ENCODINGS_BASE"] = str(encodings)
     return {"proxy_location": "HeadOnly", "http_options": {"host": HOST, "port": spec.port},
             "applications": [application]}
@@ -229,16 +198,10 @@ def _http(method: str, url: str, timeout: float = 10.0, **kw):
 
 
 def ray_auth_headers() -> dict[str, str]:
-    """Ray >= 2.5x turns on token authentication for local clusters (the token in ~/.ray/auth_token, or
-    RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH): the dashboard answers 401 without it, so send it as Ray's CLI does."""
-    token = os.environ.get("RAY_AUTH_TOKEN", "").strip()
-    if not token:
-        path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token").expanduser()
-        try:
-            token = path.read_text().strip()
-        except OSError:
-            token = ""
-    return {"Authorization": f"Bearer {token}"} if token else {}
+    """The dashboard refuses requests without the cluster's token (401); send it as Ray's CLI does."""
+    from ops import ray_token
+
+    return ray_token.headers(ray_token.read(ray_token_file()))
 
 
 def _dashboard(method: str, path: str, timeout: float = 10.0, **kw):
@@ -251,9 +214,11 @@ def dashboard_up() -> bool:
     except Exception:
         return False
     if r.status_code in (401, 403):
-        raise OpsError(f"Ray's dashboard at {dashboard_url()} refused the Ray auth token ({r.status_code}).",
-                       fix="make ~/.ray/auth_token (or RAY_AUTH_TOKEN) hold the token of the running cluster, or "
-                           "stop that cluster with `ray stop` and deploy again.", runbook=RUNBOOK)
+        raise OpsError(f"Ray's dashboard at {dashboard_url()} refused this target's Ray token "
+                       f"({ray_token_file()}, HTTP {r.status_code}): the Ray running here was not started by "
+                       "`ops deploy --target local` (or with another GPT_OSS_OPS_HOME).",
+                       fix="stop that Ray (`ray stop`, with its own token in RAY_AUTH_TOKEN if it asks for one), "
+                           "then deploy again.", runbook=RUNBOOK)
     return r.status_code == 200
 
 
@@ -284,12 +249,13 @@ def check_ports(spec: DeploymentSpec, ray_running: bool, serve_running: bool) ->
 
 
 def start_ray(encodings: Path) -> None:
-    env = dict(os.environ, TIKTOKEN_ENCODINGS_BASE=str(encodings), RAY_USAGE_STATS_ENABLED="0",
-               VLLM_NO_USAGE_STATS="1")
+    from ops import ray_token
+
+    ray_token.ensure_file(ray_token_file())
+    env = {**ray_env(), "TIKTOKEN_ENCODINGS_BASE": str(encodings), "VLLM_NO_USAGE_STATS": "1"}
     cmd = [_bin("ray"), "start", "--head", "--port", str(GCS_PORT), "--num-cpus", str(RAY_NUM_CPUS),
            "--dashboard-host", HOST, "--dashboard-port", str(DASHBOARD_PORT), "--include-dashboard", "true",
-           # A fixed metrics port for Prometheus (ops dashboards), and the node on loopback so Ray's own
-           # services advertise 127.0.0.1 rather than this machine's LAN address.
+           # A fixed metrics port for Prometheus (ops dashboards); the node on loopback.
            "--metrics-export-port", str(METRICS_EXPORT_PORT), "--node-ip-address", HOST,
            "--disable-usage-stats"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
@@ -309,7 +275,8 @@ def start_ray(encodings: Path) -> None:
 
 
 def stop_ray() -> bool:
-    proc = subprocess.run([_bin("ray"), "stop", "--force"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([_bin("ray"), "stop", "--force"], env=ray_env(), capture_output=True, text=True,
+                          timeout=120)
     return "Stopped" in (proc.stdout + proc.stderr) and "Did not find" not in (proc.stdout + proc.stderr)
 
 
@@ -505,7 +472,9 @@ def _failure(app: dict[str, Any]) -> str:
 
 def _quick_request(spec: DeploymentSpec, deadline: float) -> None:
     """One real chat completion through the endpoint, with the key, as the deploy's last check."""
-    key = read_key(spec)
+    from ops import api_key
+
+    key, _ = api_key.find(spec, key_file())
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     body = {"model": spec.model_id, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 8}
     last = ""
