@@ -27,14 +27,11 @@ def problems(spec: DeploymentSpec, options: InfraOptions) -> list[Problem]:
     found: list[Problem] = []
     if spec.target is not Target.cluster:
         found.append(Problem("target", f"{spec.target.value!r} is not served by the AWS Ray cluster stack.",
-                             "set target: cluster (pulumi config set gpt-oss-ops:target cluster), or deploy "
-                             "with `ops deploy` to the local or anyscale target instead of `pulumi up`."))
-    if spec.accelerator == "CPU":
-        found.append(Problem("accelerator", "the AWS stack provisions GPU workers; CPU serving runs locally.",
-                             "choose a GPU preset: pulumi config set gpt-oss-ops:preset gpt-oss-20b (L4) or "
-                             "gpt-oss-120b (L40S), or set accelerator to a GPU."))
+                             "pick a GPU preset (pulumi config set gpt-oss-ops:preset gpt-oss-20b), or set target: "
+                             "cluster (pulumi config set gpt-oss-ops:target cluster) to serve this spec on the "
+                             "stack (the tiny model on CPU instances rehearses the whole path for cents an hour); "
+                             "or deploy with `ops deploy` to the local or anyscale target instead of `pulumi up`."))
         return found
-
     it = spec.instance_type
     gpus = spec.gpus_per_replica or 1
     if it is None:
@@ -58,10 +55,11 @@ def problems(spec: DeploymentSpec, options: InfraOptions) -> list[Problem]:
 
     need = sizing.min_root_gib(spec)
     if spec.aws.root_volume_gib is not None and spec.aws.root_volume_gib < need:
+        weights = ("" if sizing.weights_on_instance_store(spec) else
+                   f" and {spec.model}'s weights ({spec.model_info.checkpoint_gib:g} GiB)")
         found.append(Problem("aws.root_volume_gib",
-                             f"{spec.aws.root_volume_gib} GiB cannot hold the AMI ({sizing.AMI_ROOT_GIB} GiB), the "
-                             f"serving image (~{sizing.IMAGE_GIB} GiB) and {spec.model}'s weights "
-                             f"({spec.model_info.checkpoint_gib:g} GiB).",
+                             f"{spec.aws.root_volume_gib} GiB cannot hold the AMI ({sizing.AMI_ROOT_GIB} GiB) and "
+                             f"the serving image (~{sizing.IMAGE_GIB} GiB){weights}.",
                              f"set aws.root_volume_gib >= {need} (recommended {need + sizing.HEADROOM_GIB}), or unset "
                              "it to size the volume from the model."))
     if spec.aws.ami_id is not None and not _AMI.fullmatch(spec.aws.ami_id):
@@ -104,6 +102,8 @@ def problems(spec: DeploymentSpec, options: InfraOptions) -> list[Problem]:
                                  f"the certificate is in {m.group(1)} but the stack is in {spec.aws.region}; "
                                  "a load balancer can only use a certificate from its own region.",
                                  f"request or import the certificate in {spec.aws.region}."))
+    found += _image_problems(options)
+    found += _model_source_problems(spec)
     try:
         vpc = ipaddress.ip_network(options.vpc_cidr)
         if vpc.version != 4 or not 16 <= vpc.prefixlen <= 20:
@@ -112,6 +112,37 @@ def problems(spec: DeploymentSpec, options: InfraOptions) -> list[Problem]:
         found.append(Problem("vpcCidr", f"{options.vpc_cidr!r} is not an IPv4 block from /16 to /20.",
                              "set gpt-oss-ops:vpcCidr to e.g. 10.42.0.0/16."))
     return found
+
+
+def _image_problems(options: InfraOptions) -> list[Problem]:
+    from infra import image
+
+    try:
+        if options.image_check:
+            image.check_exists(options.image)
+        else:
+            image.check_reference(options.image)
+    except image.ImageProblem as e:
+        return [Problem(image.FIELD, e.message, e.fix)]
+    return []
+
+
+def _model_source_problems(spec: DeploymentSpec) -> list[Problem]:
+    """A weights source the nodes' role cannot read fails every worker's boot: refuse it here."""
+    src = spec.model_source or ""
+    own = spec.aws.weights_bucket
+    mirror = f"s3://{own or 'STACK-BUCKET'}/models/{spec.model}/"
+    if src.startswith("gs://"):
+        return [Problem("model_source", f"{src} is in Google Cloud Storage; the nodes on AWS have no credentials "
+                                        "for it.", f"copy the checkpoint to {mirror} and unset model_source.")]
+    if src.startswith("s3://"):
+        bucket = src[5:].split("/", 1)[0]
+        if bucket != own:
+            return [Problem("model_source", f"{src} is outside the stack's bucket: the nodes' role may read only "
+                                            f"{'s3://' + own if own else 'the bucket the stack creates'}.",
+                            f"set aws.weights_bucket: {bucket} (the stack then uses that bucket), or copy the "
+                            f"checkpoint to {mirror} and unset model_source.")]
+    return []
 
 
 def check(spec: DeploymentSpec, options: InfraOptions, source: str | None = None) -> None:

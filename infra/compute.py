@@ -8,7 +8,6 @@ launches; the Auto Scaling Group propagates the same tags at launch.
 
 from __future__ import annotations
 
-import base64
 import shlex
 from dataclasses import dataclass
 
@@ -50,6 +49,7 @@ class ComputeArgs:
     log_group_name: pulumi.Input[str]
     api_key_param: str
     hub_token_param: str
+    ray_token_param: str = ""
 
 
 def head_is_public(spec: DeploymentSpec) -> bool:
@@ -61,10 +61,6 @@ def head_is_public(spec: DeploymentSpec) -> bool:
 def node_role_tags(stack: str, role: str) -> dict[str, str]:
     """The tags the cluster target finds nodes by when no stack outputs are at hand (ops.remote.hosts)."""
     return {STACK_TAG: stack, ROLE_TAG: role}
-
-
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
 
 
 class Compute(pulumi.ComponentResource):
@@ -90,7 +86,8 @@ class Compute(pulumi.ComponentResource):
         def context(role: str, bucket: str, log_group: str, head_address: str | None = None) -> userdata.BootContext:
             return userdata.BootContext(role=role, stack=args.stack, image=args.image, bucket=bucket,
                                         api_key_param=args.api_key_param, hub_token_param=args.hub_token_param,
-                                        log_group=log_group, head_address=head_address)
+                                        ray_token_param=args.ray_token_param, log_group=log_group,
+                                        head_address=head_address)
 
         def template(role: str, instance_type: str, root_gib: int, user_data: pulumi.Output[str],
                      security_groups: list[pulumi.Input[str]] | None) -> aws.ec2.LaunchTemplate:
@@ -104,7 +101,7 @@ class Compute(pulumi.ComponentResource):
                 block_device_mappings=[{"device_name": root_device, "ebs": {
                     "volume_size": root_gib, "volume_type": "gp3", "encrypted": "true",
                     "delete_on_termination": "true"}}],
-                user_data=user_data.apply(_b64),
+                user_data=user_data.apply(userdata.encode),
                 tag_specifications=[{"resource_type": kind, "tags": node_tags}
                                     for kind in ("instance", "volume", "network-interface")],
                 update_default_version=True, tags=tags, opts=child)

@@ -20,8 +20,9 @@ from ops.spec import FIELD_NAMES, Problem, Resolved, SpecError, _did_you_mean, l
 
 NAMESPACE = "gpt-oss-ops"
 # Keys of the AWS stack itself, beside the spec's fields (see docs/infra.md).
-INFRA_KEYS = {"specFile", "image", "keyName", "allowUnlistedRegion", "vpcCidr", "apiKey", "hubToken"}
-SECRET_KEYS = {"apiKey", "hubToken"}
+INFRA_KEYS = {"specFile", "image", "imageCheck", "keyName", "allowUnlistedRegion", "vpcCidr", "apiKey", "hubToken",
+              "rayToken"}
+SECRET_KEYS = {"apiKey", "hubToken", "rayToken"}
 
 
 def _value(raw: Any) -> Any:
@@ -67,6 +68,8 @@ def spec_from_values(values: dict[str, Any], *, base_dir: str | Path = ".",
                                     f"{_did_you_mean(key, FIELD_NAMES | INFRA_KEYS)}."))
     allow_unlisted, bad = _bool("allowUnlistedRegion", values.get("allowUnlistedRegion"))
     problems += bad
+    image_check, bad = _bool("imageCheck", values.get("imageCheck", "true"))
+    problems += bad
     if problems:
         raise SpecError(problems, "pulumi config")
 
@@ -93,8 +96,10 @@ def spec_from_values(values: dict[str, Any], *, base_dir: str | Path = ".",
         key_name=values.get("keyName") or None,
         allow_unlisted_region=allow_unlisted,
         vpc_cidr=values.get("vpcCidr") or DEFAULT_VPC_CIDR,
+        image_check=image_check,
         api_key=secrets.get("apiKey"),
         hub_token=secrets.get("hubToken"),
+        ray_token=secrets.get("rayToken"),
     )
     return resolved, options
 

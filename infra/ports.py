@@ -48,7 +48,6 @@ def cluster_rules(serve_port: int) -> list[PortRule]:
         PortRule("object-manager", OBJECT_MANAGER, OBJECT_MANAGER),
         PortRule("runtime-env-agent", RUNTIME_ENV_AGENT, RUNTIME_ENV_AGENT),
         PortRule("dashboard-agent-grpc", DASHBOARD_AGENT_GRPC, DASHBOARD_AGENT_GRPC),
-        PortRule("dashboard", DASHBOARD, DASHBOARD),
         PortRule("metrics-export", METRICS_EXPORT, METRICS_EXPORT),
         PortRule("client", CLIENT, CLIENT),
         PortRule("dashboard-agent-http", DASHBOARD_AGENT_HTTP, DASHBOARD_AGENT_HTTP),
@@ -57,12 +56,14 @@ def cluster_rules(serve_port: int) -> list[PortRule]:
     ]
 
 
-def ray_start_args(*, head: bool, head_address: str | None = None, num_gpus: int = 0,
+def ray_start_args(*, head: bool, head_address: str | None = None, num_gpus: int = 0, num_cpus: int | None = None,
                    resources: dict[str, float] | None = None, labels: dict[str, str] | None = None) -> list[str]:
-    """The `ray start` argument list (after `ray start`) with every port pinned to the values above."""
+    """The `ray start` argument list (after `ray start`) with every port pinned to the values above. The
+    dashboard (Ray's job submission API among it) listens on the head's loopback only: operators reach it
+    through an SSH or SSM tunnel, `serve deploy` runs on the head."""
     import json
 
-    args = ["--head", f"--port={GCS}", "--dashboard-host=0.0.0.0", f"--dashboard-port={DASHBOARD}",
+    args = ["--head", f"--port={GCS}", "--dashboard-host=127.0.0.1", f"--dashboard-port={DASHBOARD}",
             f"--ray-client-server-port={CLIENT}"] if head else [f"--address={head_address}:{GCS}"]
     args += [
         f"--node-manager-port={NODE_MANAGER}",
@@ -75,6 +76,8 @@ def ray_start_args(*, head: bool, head_address: str | None = None, num_gpus: int
         f"--max-worker-port={WORKER_MAX}",
         f"--num-gpus={num_gpus}",
     ]
+    if num_cpus is not None:
+        args.append(f"--num-cpus={num_cpus}")
     if resources:
         args.append("--resources=" + json.dumps(resources, sort_keys=True, separators=(",", ":")))
     if labels:

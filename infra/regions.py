@@ -17,6 +17,7 @@ SOURCES = (
     "https://aws.amazon.com/ec2/instance-types/g6e/ (Regional availability)",
     "https://aws.amazon.com/ec2/instance-types/p4/ (Regional availability)",
     "https://aws.amazon.com/ec2/instance-types/p5/ (Regional availability)",
+    "https://aws.amazon.com/ec2/instance-types/m7i/ (Regional availability)",
     "AWS What's New announcements of each family's launch regions",
 )
 
@@ -30,6 +31,9 @@ FAMILY_REGIONS: dict[str, frozenset[str]] = {
     "p4de": frozenset({"us-east-1", "us-west-2"}),
     "p5": frozenset({"us-east-1", "us-east-2", "us-west-2", "eu-north-1", "ap-northeast-1"}),
     "p5en": frozenset({"us-east-1", "us-east-2"}),
+    # CPU clusters (the tiny model): general purpose, in every region this table lists for GPUs.
+    "m7i": frozenset({"us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1", "eu-central-1",
+                      "eu-west-1", "eu-west-2", "eu-north-1", "ap-northeast-1", "ap-northeast-2", "ap-south-1"}),
 }
 
 

@@ -21,13 +21,25 @@ IMAGE_GIB = 30
 HEADROOM_GIB = 20
 
 
+def weights_on_instance_store(spec: DeploymentSpec) -> bool:
+    """Whether the workers keep the weights on their NVMe instance store: the boot script puts them there
+    whenever the Deep Learning AMI has mounted one (/opt/dlami/nvme), so true for the DLAMI (no aws.ami_id)
+    on an instance type whose instance store holds the checkpoint. A custom AMI may not mount it: the root
+    volume then holds the weights."""
+    it = spec.instance_type
+    gb = spec.model_info.checkpoint_gib * 1.1 * 1.0737  # GiB -> GB, with 10% for partial files
+    return bool(it and spec.aws.ami_id is None and it.instance_store_gb >= gb)
+
+
 def min_root_gib(spec: DeploymentSpec) -> int:
-    """The least a GPU worker's root volume can be: AMI + serving image + the model's weights."""
-    return math.ceil(AMI_ROOT_GIB + IMAGE_GIB + spec.model_info.checkpoint_gib)
+    """The least a worker's root volume can be: AMI + serving image (+ the weights the boot downloads, which is
+    only what vLLM loads, when there is no instance store to hold them)."""
+    weights = 0.0 if weights_on_instance_store(spec) else spec.model_info.checkpoint_gib
+    return math.ceil(AMI_ROOT_GIB + IMAGE_GIB + weights)
 
 
 def worker_root_gib(spec: DeploymentSpec) -> int:
-    """The spec's size when set, else weights + headroom, rounded up to a multiple of 10 GiB."""
+    """The spec's size when set, else the minimum + headroom, rounded up to a multiple of 10 GiB."""
     if spec.aws.root_volume_gib is not None:
         return spec.aws.root_volume_gib
     return int(math.ceil((min_root_gib(spec) + HEADROOM_GIB) / 10) * 10)
@@ -49,7 +61,7 @@ class WorkerCounts:
 
 
 def workers_for(replicas: int, spec: DeploymentSpec, it: catalog.InstanceType) -> int:
-    return math.ceil(replicas * (spec.gpus_per_replica or 1) / it.gpus)
+    return math.ceil(replicas * (spec.gpus_per_replica or 1) / it.replica_slots)
 
 
 def worker_counts(spec: DeploymentSpec, it: catalog.InstanceType) -> WorkerCounts:
@@ -57,7 +69,7 @@ def worker_counts(spec: DeploymentSpec, it: catalog.InstanceType) -> WorkerCount
     Ray Serve scales replicas between min and max only on GPUs that already exist."""
     lo, hi = workers_for(spec.replicas.min, spec, it), workers_for(spec.replicas.max, spec, it)
     return WorkerCounts(min=lo, desired=hi, max=hi,
-                        replicas_per_instance=max(1, it.gpus // (spec.gpus_per_replica or 1)))
+                        replicas_per_instance=max(1, it.replica_slots // (spec.gpus_per_replica or 1)))
 
 
 def head_usd_per_hour(head_type: str) -> float | None:

@@ -14,7 +14,7 @@ import pulumi_aws as aws
 
 from infra import checks, sizing, userdata
 from infra.compute import Compute, ComputeArgs, head_is_public
-from infra.iam import IamArgs, NodeIdentity
+from infra.iam import IamArgs, NodeIdentity, worker_group_arn
 from infra.network import Network, NetworkArgs
 from infra.options import InfraOptions, ecr_repository_arn
 from infra.secrets import Secrets, SecretsArgs
@@ -52,12 +52,14 @@ class GptOssCluster(pulumi.ComponentResource):
             ssh_allowlist=net.ssh == "allowlist", alb=net.tls, ssh_within_cluster=key_name is not None), child)
         self.storage = Storage(f"{name}-data", StorageArgs(tags=tags, existing_bucket=spec.aws.weights_bucket), child)
         self.secrets = Secrets(f"{name}-secrets", SecretsArgs(stack=stack, region=spec.aws.region, tags=tags,
-                                                              api_key=options.api_key, hub_token=options.hub_token),
-                               child)
+                                                              api_key=options.api_key, hub_token=options.hub_token,
+                                                              ray_token=options.ray_token), child)
+        ident = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self))
+        group_arn = pulumi.Output.all(ident.arn, ident.account_id).apply(
+            lambda v: worker_group_arn(v[0].split(":")[1], spec.aws.region, v[1], stack))
         self.identity = NodeIdentity(f"{name}-node", IamArgs(
-            tags=tags, bucket_arn=self.storage.bucket_arn,
-            secret_arns=[self.secrets.api_key_arn, self.secrets.hub_token_arn],
-            log_group_arn=self.storage.log_group.arn,
+            tags=tags, bucket_arn=self.storage.bucket_arn, secret_arns=self.secrets.arns,
+            log_group_arn=self.storage.log_group.arn, worker_group_arn=group_arn,
             ecr_repository_arn=ecr_repository_arn(options.image)), child)
         self.compute = Compute(f"{name}-ray", ComputeArgs(
             spec=spec, stack=stack, image=options.image, key_name=key_name,
@@ -67,7 +69,7 @@ class GptOssCluster(pulumi.ComponentResource):
             alb_sg_id=self.security.alb.id if self.security.alb else None,
             instance_profile_arn=self.identity.profile.arn, instance_profile_name=self.identity.profile.name, bucket_name=self.storage.bucket_name,
             log_group_name=self.storage.log_group.name, api_key_param=self.secrets.api_key_name,
-            hub_token_param=self.secrets.hub_token_name), child)
+            hub_token_param=self.secrets.hub_token_name, ray_token_param=self.secrets.ray_token_name), child)
 
         it = spec.instance_type
         cost = sizing.estimate(spec, it)
@@ -86,16 +88,28 @@ class GptOssCluster(pulumi.ComponentResource):
             "region": spec.aws.region,
             "weights_bucket": self.storage.bucket_name,
             "log_group": self.storage.log_group.name,
-            # For the cluster target (ops/remote): how to run things on the nodes this stack boots.
-            "node_access": {"user": userdata.OPERATOR_USER, "python": "gpt-oss-python", "ray": "ray",
-                            "serve": "serve", "remote_dir": userdata.REMOTE_DIR,
-                            "encodings_dir": userdata.IMAGE_ENCODINGS_DIR, "model_dir": userdata.model_dir(spec)},
+            # For the cluster target (ops/remote): how to reach the nodes this stack boots and run things there.
+            "node_access": node_access(spec, key_name),
             "api_key_parameter": self.secrets.api_key_name,
             "hub_token_parameter": self.secrets.hub_token_name,
+            "ray_token_parameter": self.secrets.ray_token_name,
+            "weights_mirror": self.storage.bucket_name.apply(lambda b: userdata.mirror_prefix(spec, b)),
             "estimated_usd_per_hour": cost.usd_per_hour,
             "estimate_basis": cost.basis,
         }
         self.register_outputs(self.outputs)
+
+
+def node_access(spec: DeploymentSpec, key_name: str | None) -> dict[str, Any]:
+    """What the cluster target needs to work on the nodes: the SSH route the stack opened (straight to the head
+    from the allow-list, else SSH over SSM Session Manager), the login user, the commands the boot script
+    installs (they run inside the node's Ray container), the shared paths, and where each node reports its
+    boot. The nodes start Ray themselves; the target never does."""
+    via = "ssh" if spec.network.ssh == "allowlist" else "ssm"
+    return {"via": via, "ssh": key_name is not None, "user": userdata.OPERATOR_USER, "python": "gpt-oss-python",
+            "ray": "ray", "serve": "serve", "start_ray": False, "remote_dir": userdata.REMOTE_DIR,
+            "encodings_dir": userdata.IMAGE_ENCODINGS_DIR, "model_dir": userdata.model_dir(spec),
+            "ray_temp_dir": "/tmp/ray", "state_dir": userdata.STATE_DIR}
 
 
 def build(spec: DeploymentSpec, stack: str, options: InfraOptions | None = None,

@@ -209,40 +209,54 @@ class InstanceType:
     vcpus: int
     memory_gib: int
     usd_per_hour: float  # on-demand, Linux, PRICE_REGION
+    # Local NVMe instance store, in GB (AWS's instance-type pages); the Deep Learning AMI mounts it (a RAID 0 of
+    # every disk) at /opt/dlami/nvme, where the nodes keep the weights. 0: none, the weights go on the root volume.
+    instance_store_gb: int = 0
+
+    @property
+    def replica_slots(self) -> int:
+        """Replicas of one GPU each it holds (a CPU instance holds one CPU replica)."""
+        return self.gpus or 1
 
 
 PRICE_REGION = "us-east-1"
 PRICE_SOURCE = ("AWS EC2 On-Demand pricing (Linux, us-east-1), https://aws.amazon.com/ec2/pricing/on-demand/; "
                 "P4/P5 figures after AWS's June 2025 price reduction")
 PRICE_AS_OF = "2025-09-01"
+INSTANCE_STORE_SOURCE = ("AWS EC2 accelerated-computing instance-type pages, 'Instance storage' column, as of "
+                         "2025-09-01")
 
 INSTANCE_TYPES: dict[str, InstanceType] = {
     i.name: i
     for i in [
         # g5: NVIDIA A10G
-        InstanceType("g5.xlarge", "A10G", 1, 4, 16, 1.006),
-        InstanceType("g5.2xlarge", "A10G", 1, 8, 32, 1.212),
-        InstanceType("g5.4xlarge", "A10G", 1, 16, 64, 1.624),
-        InstanceType("g5.12xlarge", "A10G", 4, 48, 192, 5.672),
-        InstanceType("g5.48xlarge", "A10G", 8, 192, 768, 16.288),
+        InstanceType("g5.xlarge", "A10G", 1, 4, 16, 1.006, 250),
+        InstanceType("g5.2xlarge", "A10G", 1, 8, 32, 1.212, 450),
+        InstanceType("g5.4xlarge", "A10G", 1, 16, 64, 1.624, 600),
+        InstanceType("g5.12xlarge", "A10G", 4, 48, 192, 5.672, 3800),
+        InstanceType("g5.48xlarge", "A10G", 8, 192, 768, 16.288, 7600),
         # g6: NVIDIA L4
-        InstanceType("g6.xlarge", "L4", 1, 4, 16, 0.8048),
-        InstanceType("g6.2xlarge", "L4", 1, 8, 32, 0.9776),
-        InstanceType("g6.4xlarge", "L4", 1, 16, 64, 1.3232),
-        InstanceType("g6.12xlarge", "L4", 4, 48, 192, 4.6016),
-        InstanceType("g6.48xlarge", "L4", 8, 192, 768, 13.3504),
+        InstanceType("g6.xlarge", "L4", 1, 4, 16, 0.8048, 250),
+        InstanceType("g6.2xlarge", "L4", 1, 8, 32, 0.9776, 450),
+        InstanceType("g6.4xlarge", "L4", 1, 16, 64, 1.3232, 600),
+        InstanceType("g6.12xlarge", "L4", 4, 48, 192, 4.6016, 3760),
+        InstanceType("g6.48xlarge", "L4", 8, 192, 768, 13.3504, 7520),
         # g6e: NVIDIA L40S
-        InstanceType("g6e.xlarge", "L40S", 1, 4, 32, 1.861),
-        InstanceType("g6e.2xlarge", "L40S", 1, 8, 64, 2.242),
-        InstanceType("g6e.12xlarge", "L40S", 4, 48, 384, 10.493),
-        InstanceType("g6e.24xlarge", "L40S", 4, 96, 768, 15.066),
-        InstanceType("g6e.48xlarge", "L40S", 8, 192, 1536, 30.131),
+        InstanceType("g6e.xlarge", "L40S", 1, 4, 32, 1.861, 250),
+        InstanceType("g6e.2xlarge", "L40S", 1, 8, 64, 2.242, 450),
+        InstanceType("g6e.12xlarge", "L40S", 4, 48, 384, 10.493, 3800),
+        InstanceType("g6e.24xlarge", "L40S", 4, 96, 768, 15.066, 3800),
+        InstanceType("g6e.48xlarge", "L40S", 8, 192, 1536, 30.131, 7600),
         # p4d / p4de: NVIDIA A100 40 GB / 80 GB
-        InstanceType("p4d.24xlarge", "A100-40G", 8, 96, 1152, 21.958),
-        InstanceType("p4de.24xlarge", "A100-80G", 8, 96, 1152, 27.447),
+        InstanceType("p4d.24xlarge", "A100-40G", 8, 96, 1152, 21.958, 8000),
+        InstanceType("p4de.24xlarge", "A100-80G", 8, 96, 1152, 27.447, 8000),
         # p5 / p5en: NVIDIA H100 / H200
-        InstanceType("p5.48xlarge", "H100", 8, 192, 2048, 55.04),
-        InstanceType("p5en.48xlarge", "H200", 8, 192, 2048, 63.296),
+        InstanceType("p5.48xlarge", "H100", 8, 192, 2048, 55.04, 30400),
+        InstanceType("p5en.48xlarge", "H200", 8, 192, 2048, 63.296, 30400),
+        # m7i: CPU only, for a cluster that serves the tiny model on CPUs (a rehearsal of the whole path on AWS
+        # for cents an hour, no GPU quota needed).
+        InstanceType("m7i.xlarge", "CPU", 0, 4, 16, 0.2016),
+        InstanceType("m7i.2xlarge", "CPU", 0, 8, 32, 0.4032),
     ]
 }
 
@@ -254,7 +268,7 @@ HEAD_USD_PER_HOUR = 0.096
 def instances_for(accelerator_key: str, min_gpus: int = 1) -> list[InstanceType]:
     """Catalog instances carrying at least `min_gpus` of the given GPU kind, cheapest first."""
     acc = ACCELERATOR_ALIASES.get(accelerator_key, accelerator_key)
-    found = [i for i in INSTANCE_TYPES.values() if i.accelerator == acc and i.gpus >= min_gpus]
+    found = [i for i in INSTANCE_TYPES.values() if i.accelerator == acc and (i.gpus >= min_gpus or acc == "CPU")]
     return sorted(found, key=lambda i: (i.usd_per_hour, i.name))
 
 

@@ -329,7 +329,7 @@ class DeploymentSpec(_Strict):
                             f"set accelerator: {it.accelerator}, or an instance type with {acc.key} GPUs "
                             f"({', '.join(i.name for i in catalog.instances_for(acc.key)) or 'none in catalog'}).",
                             field="aws.instance_type")
-            if it.gpus < gpus:
+            if it.accelerator != "CPU" and it.gpus < gpus:
                 bigger = [i.name for i in catalog.instances_for(it.accelerator, gpus)]
                 raise _Fail(f"{it.name} has {it.gpus} GPU(s) but one replica needs {gpus}.",
                             f"use {', '.join(bigger) or 'a larger instance'}, or lower tensor_parallel_size.",
@@ -355,10 +355,11 @@ class DeploymentSpec(_Strict):
 
     @property
     def instance_type(self) -> catalog.InstanceType | None:
-        """The GPU worker instance: the spec's, else the cheapest catalog one that holds one replica."""
+        """The worker instance: the spec's, else the cheapest catalog one that holds one replica (on a CPU cluster,
+    the cheapest CPU instance; a local CPU deployment has none)."""
         if self.aws.instance_type:
             return catalog.INSTANCE_TYPES[self.aws.instance_type]
-        if self.accelerator == "CPU":
+        if self.accelerator == "CPU" and self.target is not Target.cluster:
             return None
         options = catalog.instances_for(self.accelerator, self.gpus_per_replica or 1)
         return options[0] if options else None

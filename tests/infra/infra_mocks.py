@@ -131,8 +131,12 @@ def run_program(build: Callable[[], Any], *, config: dict[str, str] | None = Non
 
 def run_main(config: dict[str, str], *, region: str = "us-east-1", stack: str = STACK,
              secret_keys: tuple[str, ...] = (), mocks: AwsMocks | None = None) -> Run:
-    """Run the real Pulumi program (infra/__main__.py) with the given `gpt-oss-ops:*` config."""
+    """Run the real Pulumi program (infra/__main__.py) with the given `gpt-oss-ops:*` config.
+
+    The registry check of the serving image needs the image's registry (Docker Hub for the default): these
+    runs skip it unless the config asks for it (imageCheck), the rehearsal runs it against its own registry."""
     main = Path(__file__).resolve().parents[2] / "infra" / "__main__.py"
+    config = {"imageCheck": "false", **config}
     return run_program(lambda: runpy.run_path(str(main), run_name="__main__") and None, config=config,
                        region=region, stack=stack, secret_keys=secret_keys, mocks=mocks)
 

@@ -32,7 +32,9 @@ aws:
 
 
 def user_data(lt: Registered) -> str:
-    return base64.b64decode(lt.inputs["userData"]).decode()
+    from infra.userdata import decode
+
+    return decode(lt.inputs["userData"])
 
 
 def ingress_rules(mocks) -> list[Registered]:

@@ -27,7 +27,7 @@ CASES = {
                                 "aws.instance_type", "g6.xlarge"),
     # disk smaller than the weights + AMI + image
     "root-volume-too-small": ({"preset": "gpt-oss-120b", "aws": json.dumps({"root_volume_gib": 100})},
-                              "aws.root_volume_gib", ">= 166"),
+                              "aws.root_volume_gib", ">= 105"),
     # empty allow-list with a public endpoint (refused by ops.spec)
     "public-endpoint-empty-allowlist": ({"preset": "gpt-oss-20b", "network": json.dumps({"public_endpoint": True})},
                                         "network.allow_cidrs", "203.0.113.0/24"),
@@ -48,7 +48,7 @@ CASES = {
         {"tls": True, "certificate_arn": CERT_EU, "allow_cidrs": ["10.0.0.0/8"]})}, "network.certificate_arn",
         "us-east-1"),
     "bad-ami-id": ({"preset": "gpt-oss-20b", "aws": json.dumps({"ami_id": "ubuntu-22.04"})}, "aws.ami_id", "ami-"),
-    "cpu-default-preset": ({}, "accelerator", "L4"),
+    "cpu-default-preset": ({}, "target", "gpt-oss-20b"),
     "local-target": ({"preset": "gpt-oss-20b", "target": "local"}, "target", "target: cluster"),
     "typo-config-key": ({"preset": "gpt-oss-20b", "modle": "gpt-oss-120b"}, "gpt-oss-ops:modle", "'model'"),
     "unknown-model": ({"model": "gpt-oss-200b"}, "model", "gpt-oss-20b"),

@@ -35,12 +35,18 @@ def test_default_instances_are_the_cheapest_that_hold_a_replica():
     assert it.accelerator == "L40S" and it.gpus >= 2
 
 
-def test_root_volume_holds_weights_plus_headroom():
+def test_root_volume_holds_the_weights_only_where_no_instance_store_does():
     for preset in ("gpt-oss-20b", "gpt-oss-120b"):
         spec = resolve(preset=preset).spec
         size = sizing.worker_root_gib(spec)
         assert size >= sizing.min_root_gib(spec) + sizing.HEADROOM_GIB and size % 10 == 0
-        assert sizing.min_root_gib(spec) > spec.model_info.weights_gib + sizing.AMI_ROOT_GIB
+        # Every catalog GPU instance has NVMe instance store, where the DLAMI mounts it and the weights go.
+        assert sizing.weights_on_instance_store(spec)
+        assert sizing.min_root_gib(spec) == sizing.AMI_ROOT_GIB + sizing.IMAGE_GIB
+        # A custom AMI may not mount it: the root volume holds the weights then.
+        custom = resolve(preset=preset, flags={"aws": {"ami_id": "ami-0123456789abcdef0"}}).spec
+        assert not sizing.weights_on_instance_store(custom)
+        assert sizing.min_root_gib(custom) >= spec.model_info.checkpoint_gib + sizing.AMI_ROOT_GIB + sizing.IMAGE_GIB
     spec = resolve(preset="gpt-oss-20b", flags={"aws": {"root_volume_gib": 500}}).spec
     assert sizing.worker_root_gib(spec) == 500
 
@@ -61,6 +67,11 @@ def test_every_pinned_port_is_named_by_a_cluster_rule():
         pinned += [int(a.split(":")[-1]) for a in args if a.startswith("--address=")]
         assert pinned
         for port in pinned:
+            if port == ports.DASHBOARD:
+                # The dashboard (and Ray's job API) listens on the head's loopback: no rule opens it.
+                assert head and "--dashboard-host=127.0.0.1" in args
+                assert not any(r.from_port <= port <= r.to_port for r in rules)
+                continue
             assert any(r.from_port <= port <= r.to_port for r in rules), port
     assert len({r.name for r in rules}) == len(rules)
 

@@ -3,6 +3,7 @@ bash itself (the settings file sourced back), Ray's own `ray start` option parse
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import shutil
@@ -52,7 +53,8 @@ def test_user_data_passes_cloud_init_schema(rendered, tmp_path):
     assert set(by_role) == {"head", "worker"}
     for role, text in by_role.items():
         assert text.startswith("#cloud-config\n")
-        assert len(text.encode()) < EC2_USER_DATA_LIMIT, (name, role, len(text))
+        sent = base64.b64decode(userdata.encode(text))  # what EC2 receives (gzip; cloud-init unpacks it)
+        assert len(sent) < EC2_USER_DATA_LIMIT, (name, role, len(sent))
         f = tmp_path / f"{role}.yaml"
         f.write_text(text)
         res = subprocess.run(["cloud-init", "schema", "--config-file", str(f)], capture_output=True, text=True)
@@ -139,10 +141,15 @@ def test_ray_start_arguments_parse_with_rays_own_cli(rendered, tmp_path):
 def test_workers_join_the_head_and_prefetch_weights(rendered, tmp_path):
     name, by_role, _ = rendered
     env = _files(by_role["worker"])[userdata.BOOT_ENV_PATH]
-    role, model_dir, hf_id, weights = _sourced(env, tmp_path, '"$ROLE" "$MODEL_DIR" "$HF_ID" "$WEIGHTS_S3"')
+    role, root, model_name, hf_id, weights, required, excludes = _sourced(
+        env, tmp_path, '"$ROLE" "$MODELS_ROOT" "$MODEL" "$HF_ID" "$WEIGHTS_S3" "$WEIGHTS_S3_REQUIRED" '
+                       '"${HUB_EXCLUDE_ARGS[*]}"')
     model = "gpt-oss-120b" if name == "gpt-oss-120b" else "gpt-oss-20b"
-    assert role == "worker" and model_dir == f"/opt/models/{model}" and hf_id == f"openai/{model}"
-    assert weights.startswith("s3://") and weights.endswith(f"/models/{model}")
+    assert role == "worker" and f"{root}/{model_name}" == userdata.model_dir(resolve(preset=model).spec)
+    assert model_name == model and hf_id == f"openai/{model}"
+    assert weights.startswith("s3://") and weights.endswith(f"/models/{model}") and required == ""
+    # Only what vLLM loads is downloaded from the hub: not the original/ and metal/ copies.
+    assert excludes == "--exclude original/* --exclude metal/*"
     args = _sourced(env, tmp_path, '"${RAY_START_ARGS[@]}"')
     assert args[0].startswith("--address=10.42.") and args[0].endswith(":6379")
 
