@@ -263,7 +263,7 @@ WRAPPER
 # it); the head, which no group replaces, stays up with the reason in its status for the operator.
 give_up() {
   local reason="$1"
-  set_status failed "$STEP" "$reason"
+  set_status gave-up "$STEP" "$reason"
   trap - EXIT
   if [ "$ROLE" = "worker" ] && [ -n "${INSTANCE_ID:-}" ]; then
     if aws autoscaling set-instance-health --instance-id "$INSTANCE_ID" --health-status Unhealthy \

@@ -1,11 +1,14 @@
 """The orphan check: after a teardown, is anything of the stack still running (and billing) on AWS?
 
 `pulumi destroy` can stop half-way (a dependency violation, an expired session, a crash), and a GPU instance
-left behind costs dollars per hour without anyone noticing. Every taggable resource the cluster target creates
-carries the stack's tags (`DeploymentSpec.resource_tags`: project=gpt-oss-ops, stack=NAME), so the check
-searches by them: EC2 instances that are not terminated, EBS volumes, and load balancers (elbv2). Each instance
-is priced from the catalog's on-demand $/h. A GPU instance left behind is an error (OpsError, exit code 1,
-listing ids, types and $/h); volumes, load balancers and CPU instances are warnings.
+left behind costs dollars per hour without anyone noticing. Every taggable resource the stack creates carries
+the stack's tags (`DeploymentSpec.resource_tags`: project=gpt-oss-ops, stack=NAME), so the check searches by
+them, for everything a stack bills for: EC2 instances that are not terminated, EBS volumes, load balancers
+(elbv2), the NAT gateway and its Elastic IP, Auto Scaling groups (which would launch instances again), the
+bucket and the log group (the Resource Groups Tagging API finds these two; it does not list Auto Scaling
+groups, so they are asked for directly). Each instance is priced from the catalog's on-demand $/h. A GPU
+instance left behind is an error (OpsError, exit code 1, listing ids, types and $/h); everything else is a
+warning.
 
 `ops terminate --verify` runs it after the teardown; `check()` is the entry point.
 """
@@ -56,6 +59,11 @@ class OrphanReport:
     volumes: list[Leftover] = field(default_factory=list)
     load_balancers: list[Leftover] = field(default_factory=list)
     leaving: list[Leftover] = field(default_factory=list)  # instances already shutting down
+    nat_gateways: list[Leftover] = field(default_factory=list)
+    elastic_ips: list[Leftover] = field(default_factory=list)
+    auto_scaling_groups: list[Leftover] = field(default_factory=list)
+    buckets: list[Leftover] = field(default_factory=list)
+    log_groups: list[Leftover] = field(default_factory=list)
 
     @property
     def gpu_instances(self) -> list[Leftover]:
@@ -70,9 +78,13 @@ class OrphanReport:
     def unpriced(self) -> list[Leftover]:
         return [i for i in self.instances if i.usd_per_hour is None]
 
+    def groups(self) -> list[list[Leftover]]:
+        return [self.instances, self.volumes, self.load_balancers, self.leaving, self.nat_gateways,
+                self.elastic_ips, self.auto_scaling_groups, self.buckets, self.log_groups]
+
     @property
     def clean(self) -> bool:
-        return not (self.instances or self.volumes or self.load_balancers or self.leaving)
+        return not any(self.groups())
 
     def warnings(self) -> list[str]:
         out = []
@@ -89,6 +101,14 @@ class OrphanReport:
         if self.load_balancers:
             out.append(f"{len(self.load_balancers)} load balancer(s) tagged stack={self.stack} remain (billed per "
                        "hour): " + ", ".join(lb.describe() for lb in self.load_balancers))
+        for items, what in ((self.auto_scaling_groups, "Auto Scaling group(s) (they launch instances again)"),
+                            (self.nat_gateways, "NAT gateway(s) (billed per hour and per GB)"),
+                            (self.elastic_ips, "Elastic IP(s) (billed per hour)"),
+                            (self.buckets, "bucket(s) (billed per GB-month; emptied and deleted by hand)"),
+                            (self.log_groups, "log group(s) (billed per GB stored)")):
+            if items:
+                out.append(f"{len(items)} {what} tagged stack={self.stack} remain: "
+                           + ", ".join(i.describe() for i in items))
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -154,9 +174,53 @@ def find(stack: str, region: str, *, endpoint_url: str | None = None, session: A
                     report.load_balancers.append(Leftover(
                         "load_balancer", lb["LoadBalancerName"], lb.get("Type", "application"),
                         lb.get("State", {}).get("Code", "unknown"), name=lb["LoadBalancerArn"]))
-    for group in (report.instances, report.volumes, report.load_balancers, report.leaving):
+        _networking(session.client("ec2", region_name=region, endpoint_url=endpoint_url), tag_filters, report)
+        _scaling_groups(session.client("autoscaling", region_name=region, endpoint_url=endpoint_url), tags, report)
+        _tagged(session.client("resourcegroupstaggingapi", region_name=region, endpoint_url=endpoint_url), tags,
+                report)
+    for group in report.groups():
         group.sort(key=lambda r: r.id)
     return report
+
+
+def _networking(ec2: Any, tag_filters: list[dict[str, Any]], report: OrphanReport) -> None:
+    live = {"pending", "available", "deleting"}
+    want = {f["Name"][4:]: f["Values"][0] for f in tag_filters}
+    for page in ec2.get_paginator("describe_nat_gateways").paginate(Filter=tag_filters):
+        for nat in page.get("NatGateways", []):
+            have = {t["Key"]: t["Value"] for t in nat.get("Tags", [])}
+            # Checked here too: not every implementation of the API applies tag filters to NAT gateways.
+            if nat.get("State") in live and all(have.get(k) == v for k, v in want.items()):
+                report.nat_gateways.append(Leftover("nat_gateway", nat["NatGatewayId"], "nat", nat["State"],
+                                                    name=_name(nat.get("Tags"))))
+    for addr in ec2.describe_addresses(Filters=tag_filters).get("Addresses", []):
+        report.elastic_ips.append(Leftover("elastic_ip", addr.get("AllocationId") or addr["PublicIp"], "eip",
+                                           "associated" if addr.get("AssociationId") else "unassociated",
+                                           name=addr.get("PublicIp")))
+
+
+def _scaling_groups(asg: Any, tags: dict[str, str], report: OrphanReport) -> None:
+    filters = [{"Name": f"tag:{k}", "Values": [v]} for k, v in tags.items()]
+    for page in asg.get_paginator("describe_auto_scaling_groups").paginate(Filters=filters):
+        for g in page.get("AutoScalingGroups", []):
+            report.auto_scaling_groups.append(Leftover(
+                "auto_scaling_group", g["AutoScalingGroupName"],
+                f"{g.get('DesiredCapacity', 0)} desired / {len(g.get('Instances', []))} running",
+                g.get("Status") or "active"))
+
+
+def _tagged(tagging: Any, tags: dict[str, str], report: OrphanReport) -> None:
+    """Buckets and log groups, by tag, through the Resource Groups Tagging API."""
+    filters = [{"Key": k, "Values": [v]} for k, v in tags.items()]
+    for page in tagging.get_paginator("get_resources").paginate(TagFilters=filters,
+                                                                ResourceTypeFilters=["s3", "logs"]):
+        for r in page.get("ResourceTagMappingList", []):
+            arn = r["ResourceARN"]
+            if arn.startswith("arn:aws") and ":s3:::" in arn:
+                report.buckets.append(Leftover("bucket", arn.split(":::", 1)[1], "s3", "exists"))
+            elif ":logs:" in arn:
+                report.log_groups.append(Leftover("log_group", arn.split(":log-group:", 1)[1].removesuffix(":*"),
+                                                  "logs", "exists"))
 
 
 def check(stack: str, region: str, *, endpoint_url: str | None = None, session: Any = None,
@@ -212,9 +276,11 @@ class _aws_errors:
         if isinstance(exc, ClientError):
             code = exc.response.get("Error", {}).get("Code", "")
             raise OpsError(f"AWS refused the orphan check in {self.region}: {code}: {exc}",
-                           fix="allow ec2:DescribeInstances, ec2:DescribeVolumes, "
-                               "elasticloadbalancing:DescribeLoadBalancers and elasticloadbalancing:DescribeTags "
-                               "for these credentials, then run the check again.", runbook=RUNBOOK, code=3) from exc
+                           fix="allow ec2:DescribeInstances, ec2:DescribeVolumes, ec2:DescribeNatGateways, "
+                               "ec2:DescribeAddresses, autoscaling:DescribeAutoScalingGroups, "
+                               "elasticloadbalancing:DescribeLoadBalancers, elasticloadbalancing:DescribeTags and "
+                               "tag:GetResources for these credentials, then run the check again.", runbook=RUNBOOK,
+                           code=3) from exc
         if isinstance(exc, BotoCoreError):
             raise OpsError(f"the orphan check could not reach AWS in {self.region}: {exc}",
                            fix="check the network and the region name, then run the check again.",

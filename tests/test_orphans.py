@@ -180,3 +180,44 @@ def test_price_and_gpu_recognition():
     assert orphans.price("p3.2xlarge") == (True, None)
     assert orphans.price("t3.micro") == (False, None)
     assert orphans.stack_tags("x") == {"project": "gpt-oss-ops", "stack": "x"}
+
+
+def test_everything_a_stack_bills_for_is_found_by_its_tags(aws):
+    """NAT gateway, Elastic IP, Auto Scaling group, bucket and log group of the stack are reported; another
+    stack's are not. (Auto Scaling groups come from their own API: the tagging API does not list them.)"""
+    session, url = aws
+    ec2 = _ec2(aws)
+    mine, other = _tags(STACK), _tags("someone-else")
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24")["Subnet"]["SubnetId"]
+    for tags in (mine, other):
+        alloc = ec2.allocate_address(Domain="vpc", TagSpecifications=[{"ResourceType": "elastic-ip", "Tags": tags}])
+        ec2.create_nat_gateway(SubnetId=subnet, AllocationId=alloc["AllocationId"],
+                               TagSpecifications=[{"ResourceType": "natgateway", "Tags": tags}])
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    lt = ec2.create_launch_template(LaunchTemplateName="w", LaunchTemplateData={"ImageId": image,
+                                                                                 "InstanceType": "m7i.xlarge"})
+    asg = session.client("autoscaling", endpoint_url=url)
+    for name, tags in (("mine-workers", mine), ("other-workers", other)):
+        asg.create_auto_scaling_group(AutoScalingGroupName=name, MinSize=0, MaxSize=1, DesiredCapacity=0,
+                                      VPCZoneIdentifier=subnet,
+                                      LaunchTemplate={"LaunchTemplateId": lt["LaunchTemplate"]["LaunchTemplateId"]},
+                                      Tags=[{**t, "PropagateAtLaunch": True} for t in tags])
+    s3 = session.client("s3", endpoint_url=url)
+    logs = session.client("logs", endpoint_url=url)
+    for name, tags in (("mine-weights", mine), ("other-weights", other)):
+        s3.create_bucket(Bucket=name)
+        s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": tags})
+        logs.create_log_group(logGroupName=f"/gpt-oss-ops/{name}", tags={t["Key"]: t["Value"] for t in tags})
+
+    report = orphans.find(STACK, REGION, endpoint_url=url, session=session)
+    assert [n.state for n in report.nat_gateways] in (["available"], ["pending"])
+    assert len(report.elastic_ips) == 1
+    assert [g.id for g in report.auto_scaling_groups] == ["mine-workers"]
+    assert [b.id for b in report.buckets] == ["mine-weights"]
+    assert [g.id for g in report.log_groups] == ["/gpt-oss-ops/mine-weights"]
+    assert not report.clean and not report.gpu_instances
+    warnings = " ".join(report.warnings())
+    assert "Auto Scaling group" in warnings and "NAT gateway" in warnings and "bucket" in warnings
+    data = report.to_dict()
+    assert data["clean"] is False and data["auto_scaling_groups"][0]["id"] == "mine-workers"

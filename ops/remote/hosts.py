@@ -44,11 +44,17 @@ class ClusterHosts:
 
 def resolve(settings: ClusterSettings) -> ClusterHosts:
     """The stack's hosts, from the first source that has them."""
-    outputs = _outputs(settings)
-    return from_outputs(outputs, settings)
+    return from_outputs(outputs(settings), settings)
 
 
-def _outputs(settings: ClusterSettings) -> dict[str, Any]:
+def node_access(out: dict[str, Any]) -> dict[str, Any] | None:
+    """How the stack's nodes are reached and what they run (infra/stack.py exports it), when it does."""
+    value = _value(out, "node_access")
+    return value if isinstance(value, dict) else None
+
+
+def outputs(settings: ClusterSettings) -> dict[str, Any]:
+    """The stack's outputs: the outputs file, `pulumi stack output`, or the EC2 tags (in that order)."""
     if settings.outputs_file:
         path = Path(settings.outputs_file).expanduser()
         try:

@@ -22,11 +22,19 @@ FALLBACK_IMPORT_PATH = "ray.serve.llm:build_openai_app"
 
 
 # Runs on a node without the bundle (`python -c API_SCRIPT URL`): GET a Ray dashboard route on that node and
-# print {"status", "data"} or {"error"}. Status, wait and terminate use it before any bundle is installed.
+# print {"status", "data"} or {"error"}. Status, wait and terminate use it before any bundle is installed. It
+# sends the cluster's Ray token (from the environment Ray's own processes read it from) as Ray's CLI does.
 API_SCRIPT = r"""
-import json, sys, urllib.error, urllib.request
+import json, os, sys, urllib.error, urllib.request
+token = os.environ.get("RAY_AUTH_TOKEN", "").strip()
+if not token and os.environ.get("RAY_AUTH_TOKEN_PATH"):
+    try:
+        token = open(os.environ["RAY_AUTH_TOKEN_PATH"]).read().strip()
+    except OSError:
+        pass
+req = urllib.request.Request(sys.argv[1], headers={"Authorization": "Bearer " + token} if token else {})
 try:
-    with urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2]) if len(sys.argv) > 2 else 10) as r:
+    with urllib.request.urlopen(req, timeout=float(sys.argv[2]) if len(sys.argv) > 2 else 10) as r:
         print(json.dumps({"status": r.status, "data": json.loads(r.read().decode() or "null")}))
 except urllib.error.HTTPError as e:
     print(json.dumps({"status": e.code, "error": e.read().decode(errors="replace")[:2000]}))
@@ -48,18 +56,23 @@ def _has_app_module(bundle_dir: str) -> bool:
 
 
 def render_config(spec_json: str, *, bundle_dir: str, encodings_dir: str, model_source: str | None,
-                  api_key_file: str | None) -> dict[str, Any]:
-    """The Serve config for the spec, with the bundle on every replica's PYTHONPATH."""
+                  api_key_file: str | None, code_uri: str | None = None) -> dict[str, Any]:
+    """The Serve config for the spec. The replicas import the app from `code_uri` (Ray's runtime_env
+    working_dir in the stack's bucket, which every node, also one that joins later, fetches itself) when given,
+    else from the bundle installed on every node (PYTHONPATH)."""
     from ops.render import serve_config
     from ops.spec import DeploymentSpec
 
     spec = DeploymentSpec.model_validate_json(spec_json)
     config = serve_config(spec, model_source=model_source, encodings_dir=encodings_dir)
     for app in config["applications"]:
-        app["runtime_env"] = {"env_vars": {"PYTHONPATH": bundle_dir}}
         args = app["args"]
-        for llm in args.get("llm_configs", []):
-            llm.setdefault("runtime_env", {}).setdefault("env_vars", {})["PYTHONPATH"] = bundle_dir
+        if code_uri:
+            app["runtime_env"] = {"working_dir": code_uri}
+        else:
+            app["runtime_env"] = {"env_vars": {"PYTHONPATH": bundle_dir}}
+            for llm in args.get("llm_configs", []):
+                llm.setdefault("runtime_env", {}).setdefault("env_vars", {})["PYTHONPATH"] = bundle_dir
         if api_key_file and "auth" in args:
             args["auth"]["api_key_file"] = api_key_file
         if not _has_app_module(bundle_dir):
@@ -73,7 +86,8 @@ def cmd_render(a: argparse.Namespace) -> dict[str, Any]:
     import yaml
 
     config = render_config(Path(a.spec).read_text(), bundle_dir=a.bundle_dir, encodings_dir=a.encodings,
-                           model_source=a.model_source or None, api_key_file=a.api_key_file or None)
+                           model_source=a.model_source or None, api_key_file=a.api_key_file or None,
+                           code_uri=a.code_uri or None)
     text = yaml.safe_dump(config, sort_keys=False)
     out = Path(a.out)
     old = out.read_text() if out.is_file() else None
@@ -142,6 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--encodings", required=True)
     r.add_argument("--model-source", default="")
     r.add_argument("--api-key-file", default="")
+    r.add_argument("--code-uri", default="")
     api = sub.add_parser("api")
     api.add_argument("url")
     api.add_argument("--timeout", type=float, default=10.0)

@@ -2,8 +2,11 @@
 reach them.
 
 The spec says *what* runs; these say *how this operator reaches this stack* (stack name, key, known_hosts,
-bastion, the remote interpreter). They come from keyword options (the CLI's flags) and fall back to
-environment variables, so every verb works when called with only the spec.
+bastion, the remote interpreter). Each comes from, in order: a keyword option (the CLI's flag), its
+environment variable, the stack's own `node_access` output (how the nodes `pulumi up` booted are reached and
+what they run: the route the stack opened, the login user, the commands the boot script installed, that the
+nodes start Ray themselves), else the default here. So `ops deploy --target cluster --stack NAME` needs nothing
+else for a stack this project built.
 """
 
 from __future__ import annotations
@@ -48,7 +51,12 @@ ENV = {
     "deploy_timeout_s": "GPT_OSS_DEPLOY_TIMEOUT",
     "region": "GPT_OSS_REGION",
     "bundle_root": "GPT_OSS_BUNDLE_ROOT",
+    "state_dir": "GPT_OSS_NODE_STATE_DIR",
 }
+# The stack's node_access keys that stand in for a setting's default (key -> setting).
+STACK_KEYS = {"via": "via", "user": "user", "python": "remote_python", "ray": "ray", "serve": "serve",
+              "remote_dir": "remote_dir", "encodings_dir": "encodings_dir", "start_ray": "start_ray",
+              "state_dir": "state_dir"}
 
 Via = Literal["ssh", "bastion", "ssm"]
 
@@ -87,6 +95,8 @@ class ClusterSettings:
     remote_env: dict[str, str] = field(default_factory=lambda: {"RAY_USAGE_STATS_ENABLED": "0"})
     deploy_timeout_s: float = 900.0
     bundle_root: str | None = None  # the tree whose ops/ and app/ are shipped; this installation's when unset
+    state_dir: str | None = None  # where each node's boot reports status.json / ready (stacks this project built)
+    explicit: frozenset[str] = field(default_factory=frozenset, compare=False, repr=False)  # set by option/env
 
     @property
     def resolved_remote_dir(self) -> str:
@@ -147,17 +157,32 @@ def load(**options: Any) -> ClusterSettings:
         if raw != "":
             values[name] = _coerce(name, f.type, raw)
     for name, value in options.items():
-        if name not in known:
+        if name not in known or name == "explicit":
             continue  # options meant for other verbs (destroy, verify, json ...) pass through
         if value is not None:
             values[name] = value
-    s = ClusterSettings(**values)
+    s = ClusterSettings(**values, explicit=frozenset(values))
+    _check(s)
+    return s
+
+
+def _check(s: ClusterSettings) -> None:
     if s.via not in ("ssh", "bastion", "ssm"):
         raise OpsError(f"unknown connection method {s.via!r}.", fix="use via=ssh, bastion or ssm.", code=2)
     if s.via == "bastion" and not s.bastion:
         raise OpsError("via=bastion needs the jump host.", fix=f"set {ENV['bastion']}=user@host or pass --bastion.",
                        code=2)
-    return s
+
+
+def with_stack(s: ClusterSettings, node_access: dict[str, Any] | None) -> ClusterSettings:
+    """The settings with the stack's node_access filling every setting the operator did not set."""
+    if not node_access:
+        return s
+    changes = {name: node_access[key] for key, name in STACK_KEYS.items()
+               if key in node_access and name not in s.explicit and node_access[key] is not None}
+    out = replace(s, **changes)
+    _check(out)
+    return out
 
 
 def with_overrides(s: ClusterSettings, **changes: Any) -> ClusterSettings:

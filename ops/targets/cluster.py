@@ -42,9 +42,25 @@ class _Cluster:
         s = settings_mod.load(**options)
         if s.region is None:
             s = settings_mod.with_overrides(s, region=spec.aws.region)
+        outputs = hosts_mod.outputs(s)
+        self.node_access = hosts_mod.node_access(outputs)
+        s = settings_mod.with_stack(s, self.node_access)
+        self.ray_token_path: str | None = None
+        if self.node_access is None:
+            # Ray started by this target: token authentication on, the token in a 0600 file on every node.
+            from ops import ray_token
+
+            self.ray_token_path = f"{s.resolved_remote_dir}/config/ray_token"
+            s = settings_mod.with_overrides(s, remote_env={**s.remote_env,
+                                                           **ray_token.process_env(Path(self.ray_token_path))})
         self.settings = s
-        self.hosts = hosts_mod.resolve(s)
+        self.hosts = hosts_mod.from_outputs(outputs, s)
         self.nodes = open_nodes(self.hosts, s, workers=workers)
+
+    @property
+    def stack_built(self) -> bool:
+        """The nodes were booted by this project's stack (they start Ray and fetch the weights themselves)."""
+        return self.node_access is not None
 
     @property
     def head(self):
@@ -143,11 +159,15 @@ def _ensure_ray(c: _Cluster, changed: list[str], unchanged: list[str]) -> None:
 
     s, h = c.settings, c.hosts
     alive = _alive_node_ips(c)
+    if not s.start_ray:
+        # The nodes run Ray themselves (the boot's container restarts with its policy): give a node whose Ray
+        # is coming back, e.g. after its container restarted, the time to rejoin.
+        alive = _wait_alive(c, [h.head_private, *c.nodes.workers], timeout_s=180)
     if alive is None:
         if not s.start_ray:
             raise OpsError(f"Ray is not running on the head {h.head} (its dashboard does not answer).",
-                           fix="start Ray on the head (the stack's user-data normally does), or allow this "
-                               "command to start it (GPT_OSS_START_RAY=1).", runbook=RUNBOOK)
+                           fix="on the head: sudo systemctl restart gpt-oss-boot (the boot starts Ray in the "
+                               "serving image), or `docker logs ray` for why it stopped.", runbook=RUNBOOK)
         run(c.head, s, _ray_start_argv(s, head=True, node_ip=h.head_private, head_ip=h.head_private),
             env=s.remote_env, what="ray start --head", timeout=300)
         changed.append(f"started the Ray head on {h.head}")
@@ -161,7 +181,8 @@ def _ensure_ray(c: _Cluster, changed: list[str], unchanged: list[str]) -> None:
         return
     if not s.start_ray:
         raise OpsError(f"Ray is not running on worker(s) {', '.join(missing)}.",
-                       fix="start Ray there, or allow this command to start it (GPT_OSS_START_RAY=1).",
+                       fix="on each: sudo systemctl restart gpt-oss-boot (or `docker logs ray` for why it "
+                           "stopped); a worker that does not come back is replaced by its Auto Scaling group.",
                        runbook=RUNBOOK)
     fanout(missing, s, lambda w: _ray_start_argv(s, head=False, node_ip=w, head_ip=h.head_private),
            env=s.remote_env, what="ray start (worker)", timeout=300)
@@ -177,6 +198,17 @@ def _ensure_ray(c: _Cluster, changed: list[str], unchanged: list[str]) -> None:
                        fix="check that the workers reach the head's GCS port (security group) and read "
                            "`ops logs --target cluster`.", runbook=RUNBOOK)
     changed.append(f"started Ray on worker(s) {', '.join(sorted(missing))}")
+
+
+def _wait_alive(c: _Cluster, ips: list[str], timeout_s: float) -> set[str] | None:
+    """ALIVE node IPs once every one of `ips` is among them, or whatever is alive (None: no dashboard) at the
+    deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        alive = _alive_node_ips(c)
+        if (alive is not None and set(ips) <= alive) or time.monotonic() > deadline:
+            return alive
+        time.sleep(3)
 
 
 def _wait_dashboard(c: _Cluster, timeout_s: float = 120) -> set[str]:
@@ -205,6 +237,17 @@ def _api_key(spec: DeploymentSpec) -> tuple[str | None, str]:
         return key, where
     path, _ = api_key.ensure_file(cache_root() / "keys" / f"{spec.name}.key")
     return api_key.find(spec, path)
+
+
+def _ensure_ray_token(c: _Cluster, bundle_dir: str, changed: list[str], unchanged: list[str]) -> None:
+    """The cluster's Ray token on every node (0600), generated once on this machine beside the API key."""
+    from ops import ray_token
+    from ops.tiny_model import cache_root
+
+    local, _ = ray_token.ensure_file(cache_root() / "keys" / f"{c.spec.name}.ray_token")
+    wrote = _put_if_changed(c, c.nodes.all, bundle_dir, c.ray_token_path, local.read_bytes(), 0o600)
+    (changed if wrote else unchanged).append(
+        f"Ray auth token on {', '.join(wrote)}" if wrote else "Ray auth token on every node")
 
 
 def _put_if_changed(c: _Cluster, conns: dict[str, Any], bundle_dir: str, remote_path: str, data: bytes,
@@ -236,10 +279,15 @@ def _put_if_changed(c: _Cluster, conns: dict[str, Any], bundle_dir: str, remote_
 
 
 def _model_source(c: _Cluster, bundle_dir: str, changed: list[str], unchanged: list[str]) -> str | None:
-    """The tiny checkpoint is generated on the nodes (no download); other models load from their source."""
+    """On a stack-built cluster the weights the workers' boot fetched; elsewhere the tiny checkpoint is
+    generated on the nodes (no download) and other models load from their source."""
     from ops.remote.connection import fanout
 
     spec, s = c.spec, c.settings
+    if c.stack_built:
+        # The workers' boot put the checkpoint there (from the bucket's mirror or the hub, only what vLLM loads).
+        unchanged.append(f"weights on the workers at {c.node_access['model_dir']} (fetched by their boot)")
+        return c.node_access["model_dir"]
     if spec.model != "tiny":
         return None
     from ops.tiny_model import RECIPE_VERSION
@@ -266,15 +314,25 @@ def _app_state(c: _Cluster) -> dict[str, Any] | None:
 def deploy(spec: DeploymentSpec, **options: Any) -> DeployResult:
     """Deploy (or converge) the spec on the stack's cluster and wait until it answers."""
     from ops.console import err
-    from ops.remote import bundle
+    from ops.remote import app_code, boot_status, bundle
     from ops.remote.connection import fanout, run
 
     changed: list[str] = []
     unchanged: list[str] = []
     with _cluster(spec, options) as c:
         s, h = c.settings, c.hosts
+        if c.stack_built:
+            _preflight(c)  # what the stack's outputs and bucket must hold: checked before any node is touched
         with _stage(f"reaching {len(h.all)} node(s) over SSH"):
             fanout(c.nodes.all, s, ["true"], what="ssh")
+        if c.stack_built:
+            with _stage("the nodes' own boot") as st:
+                boots = boot_status.wait(c.nodes.all, s, head=h.head, timeout_s=s.deploy_timeout_s,
+                                         on_change=lambda line: st.update(f"[bold]the nodes' own boot[/] {line}"))
+            for host, b in boots.items():
+                if b.state != boot_status.READY:
+                    c.nodes.workers.pop(host, None)
+                    unchanged.append(f"worker {b.describe()} (its Auto Scaling group replaces it)")
         with _stage("app bundle"):
             b = bundle.build(root=Path(s.bundle_root)) if s.bundle_root else bundle.build()
             sent, same = bundle.sync(c.nodes.all, s, b)
@@ -283,6 +341,18 @@ def deploy(spec: DeploymentSpec, **options: Any) -> DeployResult:
         if same:
             unchanged.append(f"app bundle {b.sha256[:12]} already on {', '.join(same)}")
         bundle_dir = bundle.remote_bundle_dir(s.resolved_remote_dir, b.sha256)
+        if c.ray_token_path:
+            with _stage("Ray's auth token"):
+                _ensure_ray_token(c, bundle_dir, changed, unchanged)
+        code_uri = ""
+        if c.stack_built:
+            with _stage("the app's code in the stack's bucket"):
+                code = app_code.build(Path(s.bundle_root)) if s.bundle_root else app_code.build()
+                bucket = _output(c, "weights_bucket")
+                uploaded = app_code.ensure_uploaded(code, bucket, h.region)
+                code_uri = code.uri(bucket)
+            (changed if uploaded else unchanged).append(
+                f"{'uploaded' if uploaded else 'already in the bucket:'} the app's code {code_uri}")
         with _stage("Ray on every node"):
             _ensure_ray(c, changed, unchanged)
         with _stage("model"):
@@ -301,7 +371,7 @@ def deploy(spec: DeploymentSpec, **options: Any) -> DeployResult:
             rendered = c.bundle_module(bundle_dir, [
                 "render", "--spec", spec_path, "--out", config_path, "--bundle-dir", bundle_dir,
                 "--encodings", s.encodings_dir, "--model-source", model_source or "",
-                "--api-key-file", key_path if key else ""], what="rendering the Serve config")
+                "--api-key-file", key_path if key else "", "--code-uri", code_uri], what="rendering the Serve config")
         wanted = _rendered_app(c, config_path)
         app = _app_state(c) or {}
         app_status = app.get("status")
@@ -320,6 +390,62 @@ def deploy(spec: DeploymentSpec, **options: Any) -> DeployResult:
         err.print(f"[dim]smoke test answered: {answer[:80]!r}[/]")
     return DeployResult(endpoint=endpoint, model_id=spec.model_id, api_key_hint=key_hint, changed=changed,
                         unchanged=unchanged)
+
+
+# What a stack-built cluster's outputs must name for the deploy (infra/stack.py exports all of them).
+REQUIRED_OUTPUTS = ("head_private_ip", "region", "weights_bucket", "worker_asg_name", "node_access")
+REQUIRED_NODE_ACCESS = ("user", "python", "ray", "serve", "remote_dir", "encodings_dir", "model_dir", "state_dir")
+
+
+def _output(c: _Cluster, key: str) -> Any:
+    from ops.remote.hosts import _value
+
+    return _value(c.hosts.outputs, key)
+
+
+def _preflight(c: _Cluster) -> None:
+    """Refuse, before any node is touched, a stack whose outputs lack what the deploy needs, and weights the
+    nodes cannot read (each naming the field and the fix)."""
+    missing = [k for k in REQUIRED_OUTPUTS if _output(c, k) in (None, "", [])]
+    missing += [f"node_access.{k}" for k in REQUIRED_NODE_ACCESS if not (c.node_access or {}).get(k)]
+    if missing:
+        raise OpsError(f"the stack outputs lack {', '.join(missing)}: they come from another version of the "
+                       "Pulumi program, or from another stack.",
+                       fix="run `pulumi up` for the stack with this version of gpt-oss-ops, then deploy with "
+                           "--stack NAME (or --outputs FILE written by `pulumi stack output --json`).",
+                       runbook=RUNBOOK, code=2)
+    _check_weights_source(c)
+
+
+def _check_weights_source(c: _Cluster) -> None:
+    """The checkpoint the workers load must be where their boot fetches it from: the stack bucket's mirror (a
+    model with no hub id, or an s3:// source, has nowhere else to come from)."""
+    from infra.userdata import mirror_prefix, weights_only_from_s3
+
+    spec = c.spec
+    bucket = _output(c, "weights_bucket")
+    src = spec.model_source or ""
+    if src.startswith("s3://") and src[5:].split("/", 1)[0] != bucket:
+        raise OpsError(f"model_source {src} is outside the stack's bucket s3://{bucket}: the nodes' role may read "
+                       "only that bucket.",
+                       fix=f"copy the checkpoint: aws s3 sync {src} {mirror_prefix(spec, bucket)}/ and unset "
+                           "model_source (or set aws.weights_bucket to its bucket and `pulumi up`).",
+                       runbook=RUNBOOK, code=2)
+    if not weights_only_from_s3(spec):
+        return
+    prefix = (src or mirror_prefix(spec, bucket)).rstrip("/")
+    bucket_name, _, key = prefix[5:].partition("/")
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        boto3.client("s3", region_name=c.hosts.region).head_object(Bucket=bucket_name, Key=f"{key}/config.json")
+    except (ClientError, BotoCoreError) as e:
+        raise OpsError(f"no checkpoint at {prefix}/ (config.json: {e}); the workers' boot would wait for it and "
+                       "give up.",
+                       fix=f"upload it first: aws s3 sync CHECKPOINT_DIR {prefix}/"
+                           + (" (ops tiny-model --dest DIR builds the tiny one)" if spec.model == "tiny" else ""),
+                       runbook=RUNBOOK, code=2) from None
 
 
 def _rendered_app(c: _Cluster, config_path: str) -> dict[str, Any]:
