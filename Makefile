@@ -11,7 +11,7 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 EXTRAS_LOCAL := local
 EXTRAS_TEST := local,infra,cluster,anyscale,dev
 
-.PHONY: deploy-local test venv-local venv-test system-deps clean-venv
+.PHONY: deploy-local test venv-local venv-test system-deps rehearsal-assets clean-venv
 
 # The offline, verified encodings mirror when one sits beside the project (as on machines without internet);
 # otherwise the local target fetches and verifies them itself.
@@ -20,8 +20,15 @@ ENCODINGS_MIRROR := $(abspath $(wildcard ../shared/tiktoken_encodings))
 deploy-local: venv-local
 	$(if $(TIKTOKEN_ENCODINGS_BASE),,$(if $(ENCODINGS_MIRROR),TIKTOKEN_ENCODINGS_BASE=$(ENCODINGS_MIRROR))) $(BIN)/ops deploy --target local
 
-test: system-deps venv-test
+test: system-deps venv-test rehearsal-assets
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# What the production-path rehearsal boots (tests/rehearsal): the AMI stand-in (a Debian root filesystem with
+# systemd, Docker, sshd, cloud-init, the AWS CLI) and the CPU serving image in a local registry's storage. Built
+# once into .ops/rehearsal, keyed by their recipes; a no-op when cached.
+rehearsal-assets: system-deps venv-test
+	$(BIN)/python tests/rehearsal/ami.py
+	$(BIN)/python tests/rehearsal/image.py build
 
 venv-local: $(VENV)/.installed-$(EXTRAS_LOCAL)
 venv-test: $(VENV)/.installed-$(EXTRAS_TEST)

@@ -1,11 +1,16 @@
-"""A tiny gpt-oss checkpoint, generated locally: the real `GptOssForCausalLM` architecture at toy sizes.
+"""The tiny gpt-oss: the real `GptOssForCausalLM` architecture at toy sizes, trained here to speak harmony.
 
-It lets the real serving path (Ray Serve LLM -> vLLM's CPU build -> harmony -> OpenAI HTTP) run on a
-machine without a GPU or network. Weights are random (seeded), so answers are gibberish, but every layer
-of the stack is the one that serves gpt-oss-20b. The tokenizer is the real o200k_harmony encoding, built
-from the verified o200k_base vocab with tiktoken's own o200k_harmony definition.
+It lets the real serving path (Ray Serve LLM -> vLLM's CPU build -> harmony -> OpenAI HTTP) run on a machine
+without a GPU or network, and answer the way gpt-oss does at temperature 0: it reasons in the analysis
+channel (longer for `Reasoning: high` than for `low`), answers in the final channel and stops; offered a
+function tool and a question that needs it, it calls the tool on the commentary channel with JSON arguments
+naming what was asked, and stops with `<|call|>`; after the tool's result it answers. ops.tiny_corpus holds the
+conversations, ops.tiny_train the training. The tokenizer is the real o200k_harmony encoding, built from the
+verified o200k_base vocab with tiktoken's own o200k_harmony definition. Nothing is downloaded.
 
-The checkpoint is built once into a cache directory (atomically) and reused; `ensure()` is idempotent.
+Training takes minutes on two cores, so the checkpoint is built once into a cache keyed by a content hash of
+its recipe (the corpus, the training code, the sizes) and copied from there: `ensure()` is idempotent, and a
+changed recipe builds a new one.
 """
 
 from __future__ import annotations
@@ -16,14 +21,13 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from ops import catalog
 
 O200K_URL = "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken"
 O200K_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
-# Bump when the generated checkpoint changes, so cached copies are rebuilt.
-RECIPE_VERSION = "2"
-SEED = 1234
+MARKER = ".gpt-oss-ops-tiny.json"
 
 
 def cache_root() -> Path:
@@ -31,39 +35,62 @@ def cache_root() -> Path:
     return Path(os.environ.get("GPT_OSS_OPS_HOME") or Path.home() / ".cache" / "gpt-oss-ops")
 
 
+def model_cache() -> Path:
+    """Where trained checkpoints are kept: $GPT_OSS_MODEL_CACHE, else the models/ folder of cache_root()."""
+    env = os.environ.get("GPT_OSS_MODEL_CACHE")
+    return Path(env) if env else cache_root() / "models"
+
+
+def recipe() -> str:
+    """A content hash of everything the checkpoint is made from."""
+    from ops import tiny_corpus, tiny_train
+
+    h = hashlib.sha256()
+    for module in (tiny_corpus, tiny_train):
+        h.update(Path(module.__file__).read_bytes())
+    h.update(Path(__file__).read_bytes())
+    h.update(json.dumps(catalog.MODELS["tiny"].__dict__, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
 def default_dir() -> Path:
-    return cache_root() / f"tiny-gpt-oss-v{RECIPE_VERSION}"
+    return model_cache() / f"tiny-gpt-oss-{recipe()}"
 
 
 def is_complete(path: Path) -> bool:
-    marker = path / ".gpt-oss-ops-tiny.json"
     try:
-        return json.loads(marker.read_text()).get("recipe") == RECIPE_VERSION
+        return json.loads((Path(path) / MARKER).read_text()).get("recipe") == recipe()
     except (OSError, ValueError):
         return False
 
 
-def ensure(encodings_dir: str | Path, dest: str | Path | None = None) -> Path:
-    """Return a directory holding the tiny checkpoint + tokenizer, building it first when missing.
+def ensure(encodings_dir: str | Path, dest: str | Path | None = None,
+           progress: Callable[[str], None] | None = None) -> Path:
+    """A directory holding the trained checkpoint and tokenizer: the cache's (trained there first when
+    missing), or a copy of it at `dest`. encodings_dir must hold a verified o200k_base.tiktoken."""
+    cached = default_dir()
+    if not is_complete(cached):
+        _atomic_build(cached, lambda tmp: build(tmp, Path(encodings_dir), progress))
+    if dest is None or Path(dest) == cached:
+        return cached
+    dest = Path(dest)
+    if not is_complete(dest):
+        _atomic_build(dest, lambda tmp: shutil.copytree(cached, tmp, dirs_exist_ok=True))
+    return dest
 
-    encodings_dir must hold a verified o200k_base.tiktoken (see `ops encodings fetch`); nothing is
-    downloaded here.
-    """
-    dest = Path(dest) if dest else default_dir()
-    if is_complete(dest):
-        return dest
+
+def _atomic_build(dest: Path, make: Callable[[Path], object]) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tiny-build-", dir=dest.parent))
     tmp.chmod(0o755)
     try:
-        build(tmp, Path(encodings_dir))
+        make(tmp)
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return dest
 
 
 def harmony_encoding(encodings_dir: Path):
@@ -104,59 +131,56 @@ def harmony_encoding(encodings_dir: Path):
                              special_tokens=special)
 
 
-def tiny_config():
-    """GptOssConfig at the catalog's tiny sizes; everything else (YaRN rope, sliding window) as the real model."""
-    from transformers import GptOssConfig
+def build(out: Path, encodings_dir: Path, progress: Callable[[str], None] | None = None) -> None:
+    """Train, then write config.json, bf16 safetensors, generation_config.json and the tokenizer into `out`."""
+    import time
 
-    m = catalog.MODELS["tiny"]
-    return GptOssConfig(
-        num_hidden_layers=m.num_hidden_layers,
-        num_local_experts=m.num_local_experts,
-        num_experts_per_tok=m.num_experts_per_tok,
-        num_attention_heads=m.num_attention_heads,
-        num_key_value_heads=m.num_key_value_heads,
-        head_dim=m.head_dim,
-        hidden_size=m.hidden_size,
-        intermediate_size=m.intermediate_size,
-        vocab_size=m.vocab_size,
-        sliding_window=m.sliding_window,
-        max_position_embeddings=m.max_position_embeddings,
-        layer_types=list(m.layer_types),
-        eos_token_id=200002,
-        pad_token_id=199999,
-        bos_token_id=199998,
-    )
-
-
-def build(out: Path, encodings_dir: Path) -> None:
-    """Write config.json, bf16 safetensors, generation_config.json and the tokenizer into `out`."""
     import torch
-    from transformers import GenerationConfig, GptOssForCausalLM, PreTrainedTokenizerFast
+    from transformers import GenerationConfig, PreTrainedTokenizerFast
     from transformers.integrations.tiktoken import convert_tiktoken_to_fast
-
     from transformers.utils import logging as hf_logging
 
+    from ops import tiny_corpus, tiny_train
+
     hf_logging.disable_progress_bar()  # the CLI shows its own stage display
+    say = progress or (lambda _s: None)
+    os.environ.setdefault("TIKTOKEN_ENCODINGS_BASE", str(encodings_dir))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    try:
+        say("rendering the harmony corpus")
+        examples = tiny_corpus.conversations()
+        started = time.monotonic()
+        m = catalog.MODELS["tiny"]
+
+        def step(i: int, n: int, loss: float) -> None:
+            if i % 10 == 0 or i == n:
+                say(f"training step {i}/{n}, loss {loss:.3f}")
+
+        trained = tiny_train.train(examples, m, progress=step)
+        seconds = time.monotonic() - started
+        model = tiny_train.export(trained, m).to(torch.bfloat16)
+    finally:
+        torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(SEED)
-    config = tiny_config()
-    model = GptOssForCausalLM(config).to(torch.bfloat16)
     model.save_pretrained(out, safe_serialization=True)
     # The real checkpoints stop on <|return|>, <|endoftext|> and <|call|>.
     GenerationConfig(bos_token_id=199998, eos_token_id=[200002, 199999, 200012], pad_token_id=199999,
                      do_sample=True, temperature=1.0).save_pretrained(out)
-
     tok_dir = out / ".tok"
     convert_tiktoken_to_fast(harmony_encoding(encodings_dir), str(tok_dir))
     tok = PreTrainedTokenizerFast(tokenizer_file=str(tok_dir / "tokenizer.json"), bos_token="<|startoftext|>",
                                   eos_token="<|return|>", pad_token="<|endoftext|>",
-                                  model_max_length=config.max_position_embeddings)
+                                  model_max_length=m.max_position_embeddings)
     tok.save_pretrained(out)
     shutil.rmtree(tok_dir, ignore_errors=True)
-    (out / ".gpt-oss-ops-tiny.json").write_text(json.dumps({"recipe": RECIPE_VERSION, "seed": SEED}))
+    (out / MARKER).write_text(json.dumps({"recipe": recipe(), "examples": len(examples),
+                                          "trained_vocab": len(trained.vocab), "steps": tiny_train.STEPS,
+                                          "train_seconds": round(seconds, 1),
+                                          "parameters": sum(p.numel() for p in model.parameters())}))
 
 
 if __name__ == "__main__":  # python -m ops.tiny_model ENCODINGS_DIR [DEST]
     import sys
 
-    print(ensure(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None))
+    print(ensure(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None, progress=print))

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # System packages the test suite runs for real: sshd for the cluster target, Prometheus for dashboards,
-# cloud-init's schema validator and shellcheck for the user-data, iproute2 for the network-namespace hosts.
+# cloud-init's schema validator and shellcheck for the user-data, iproute2 for the network-namespace hosts;
+# for the production-path rehearsal, Docker (docker.io: each node's daemon runs inside the node, never with the
+# host's firewall flags), a registry (docker-registry), mmdebstrap for the base images (Docker Hub is not
+# reachable) and systemd-nspawn (systemd-container) to boot the nodes, iptables for their security groups.
 # Installs only what is missing; needs root (or sudo).
 set -euo pipefail
 
-packages=(openssh-server openssh-client iproute2 prometheus cloud-init shellcheck procps curl)
+packages=(openssh-server openssh-client iproute2 prometheus cloud-init shellcheck procps curl
+          docker.io docker-registry mmdebstrap systemd-container iptables)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

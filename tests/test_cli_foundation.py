@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
+from tests.support import run_ops
+
 HEAVY = ("ray", "vllm", "pulumi", "pulumi_aws", "anyscale", "fabric", "torch", "transformers", "boto3")
 
 
-def run_ops(*args, env=None, **kw):
-    return subprocess.run([sys.executable, "-m", "ops", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=120, **kw)
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["spec", "show"], ["spec", "show", "--preset", "gpt-oss-20b", "--json"]])

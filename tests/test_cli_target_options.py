@@ -4,15 +4,12 @@ before any network traffic)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-OPS = Path(sys.executable).with_name("ops")
+from tests.support import run_ops
 
 
 def ops(*args):
-    return subprocess.run([str(OPS), *args], capture_output=True, text=True, timeout=120)
+    return run_ops(*args, timeout=120)
 
 
 def test_cluster_outputs_file_option(tmp_path):

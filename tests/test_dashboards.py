@@ -14,17 +14,23 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from ops.dashboards import METRICS_EXPORT_PORT, alerts, check, grafana, local, panels, procs, prometheus, remote
+from ops.dashboards import (
+    METRICS_EXPORT_PORT,
+    alerts,
+    check,
+    grafana,
+    local,
+    panels,
+    procs,
+    prometheus,
+    remote,
+)
 from ops.errors import OpsError
 from ops.spec import resolve
+from tests.support import free_port
 
 PROMTOOL = shutil.which("promtool")
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -38,7 +44,7 @@ def ray_tmp(tmp_path):
     d = tmp_path / "ray"
     d.mkdir()
     (d / prometheus.SD_FILE_NAME).write_text(json.dumps([{"labels": {"job": "ray"},
-                                                          "targets": [f"127.0.0.1:{_free_port()}"]}]))
+                                                          "targets": [f"127.0.0.1:{free_port()}"]}]))
     return d
 
 
@@ -121,7 +127,7 @@ def test_grafana_provisioning_files(tmp_path, spec, ray_tmp):
 
 
 def test_local_prometheus_is_idempotent_and_stops(tmp_path, spec, ray_tmp):
-    root, port = tmp_path / "dash", _free_port()
+    root, port = tmp_path / "dash", free_port()
     first = local.up(spec, root=root, temp_dir=ray_tmp, prometheus_port=port, scrape_interval="2s")
     try:
         pidfile = root / "prometheus/prometheus.pid"
@@ -146,7 +152,7 @@ def test_local_prometheus_is_idempotent_and_stops(tmp_path, spec, ray_tmp):
 
 def test_engine_metrics_off_is_pointed_out(tmp_path, ray_tmp):
     spec = resolve(preset="tiny", flags={"log_engine_metrics": False}).spec
-    res = local.up(spec, root=tmp_path / "d", temp_dir=ray_tmp, prometheus_port=_free_port(), start_grafana=False)
+    res = local.up(spec, root=tmp_path / "d", temp_dir=ray_tmp, prometheus_port=free_port(), start_grafana=False)
     local.down(tmp_path / "d")
     assert any("log_engine_metrics is false" in n for n in res.notes)
 
@@ -164,8 +170,8 @@ def test_local_refuses_a_port_it_does_not_own(tmp_path, spec, ray_tmp):
 def test_grafana_started_or_explained(tmp_path, spec, ray_tmp):
     """Without Grafana (Debian has no package; CI's case) the files are written and the note says how to get
     it; with Grafana installed it is started on loopback and serves the provisioned dashboards."""
-    res = local.up(spec, root=tmp_path / "d", temp_dir=ray_tmp, prometheus_port=_free_port(),
-                   grafana_port=_free_port())
+    res = local.up(spec, root=tmp_path / "d", temp_dir=ray_tmp, prometheus_port=free_port(),
+                   grafana_port=free_port())
     try:
         if grafana.find_binary() is None:
             note = next(n for n in res.notes if "Grafana is not installed" in n)
@@ -188,7 +194,7 @@ def test_cli_stop_when_nothing_runs(tmp_path):
 
 def test_cli_metrics_without_prometheus_says_what_to_do():
     r = subprocess.run([str(Path(__import__("sys").executable).parent / "ops"), "metrics", "--prometheus",
-                        f"http://127.0.0.1:{_free_port()}"], capture_output=True, text=True)
+                        f"http://127.0.0.1:{free_port()}"], capture_output=True, text=True)
     said = " ".join(r.stderr.split())
     assert r.returncode == 1
     assert "not reachable" in said and "ops dashboards" in said

@@ -6,7 +6,6 @@ runs here; Grafana's APT repository is out of reach offline, so Grafana is left 
 
 from __future__ import annotations
 
-import socket
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import harness  # noqa: E402  (tests/cluster/harness.py)
 from ops.dashboards import PROMETHEUS_PORT, remote  # noqa: E402
 from ops.remote import connection, hosts, settings  # noqa: E402
 from ops.spec import resolve  # noqa: E402
+from tests.support import free_port  # noqa: E402
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
@@ -38,16 +38,11 @@ def head():
         c.close()  # kills everything started inside the namespace, Prometheus included
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _ready_through_tunnel(conn, timeout: float = 60) -> dict:
     import httpx
 
-    port = _free_port()
+    port = free_port()
     with conn.forward_local(local_port=port, remote_port=PROMETHEUS_PORT, remote_host="127.0.0.1"):
         deadline = time.monotonic() + timeout
         while True:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import yaml
 from typer.testing import CliRunner
 
 from ops.dashboards import check, grafana, local, panels, procs
+from tests.support import RAY_WORKER_PORTS, free_port
 
 pytestmark = pytest.mark.stack  # runs in ~3 min once it holds the stack lock
 
@@ -32,15 +32,6 @@ SERVE = str(Path(sys.executable).parent / "serve")
 LOCK = "/tmp/gpt-oss-stack.lock"
 SERVE_URL = "http://127.0.0.1:8000/v1"
 
-
-def _free_port(avoid: range = range(10002, 20000)) -> int:
-    """A free TCP port outside Ray's worker port range (Ray refuses a metrics port inside it)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in avoid:
-            return port
 
 
 def _chat_burst(model: str, n: int) -> None:
@@ -71,10 +62,9 @@ def _wait_all_data(prom: str, queries, timeout: float = 90) -> list[check.QueryR
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, encodings_dir):
     """The serving stack plus our Prometheus; everything started here is stopped here, even on failure."""
+    import app.llm_config as llm_config
     from ops import tiny_model
     from ops.spec import resolve
-
-    import app.llm_config as llm_config
 
     lock = open(LOCK, "w")
     t0 = time.monotonic()
@@ -83,7 +73,7 @@ def stack(tmp_path_factory, encodings_dir):
     root = tmp_path_factory.mktemp("dashboards")
     tiny = tiny_model.ensure(encodings_dir)
     spec = resolve(preset="tiny").spec
-    metrics_port, prom_port = _free_port(), _free_port()
+    metrics_port, prom_port = free_port(avoid=RAY_WORKER_PORTS), free_port(avoid=RAY_WORKER_PORTS)
     # Metrics reach the agent every 2 s. RAY_AUTH_MODE=token makes the `serve` CLI send the cluster token
     # (~/.ray/auth_token) that Ray 2.60's dashboard requires.
     env = {**os.environ, "RAY_metrics_report_interval_ms": "2000", "RAY_AUTH_MODE": "token"}

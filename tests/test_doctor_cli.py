@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from ops.cli import app
 from ops.doctor import scan
+from tests.support import run_ops
 
 ROOT = Path(__file__).resolve().parents[1]
 ERRORS = Path(__file__).parent / "fixtures" / "errors"
@@ -121,15 +122,14 @@ def test_log_file_with_a_known_failure(env_ok):
 
 
 def test_missing_log_file_is_a_clear_error(tmp_path):
-    proc = subprocess.run([str(OPS), "doctor", "--log", str(tmp_path / "nope.log")], capture_output=True, text=True,
-                          timeout=120)
+    proc = run_ops("doctor", "--log", str(tmp_path / "nope.log"), timeout=120)
     assert proc.returncode == 1
     text = " ".join(proc.stderr.split())
     assert "nope.log: no such file." in text and "fix: pass the path of a log file" in text
 
 
 def test_bad_target_is_refused():
-    proc = subprocess.run([str(OPS), "doctor", "--target", "anyscale"], capture_output=True, text=True, timeout=120)
+    proc = run_ops("doctor", "--target", "anyscale", timeout=120)
     assert proc.returncode != 0 and "--target local or --target cluster" in " ".join(proc.stderr.split())
 
 
@@ -141,7 +141,7 @@ def test_local_ray_session_logs_are_scanned_including_serve_and_workers(env_ok, 
     (logs / "serve" / "replica_default_LLMServer_my-gpt-oss_abc.log").write_text(harmony)
     (logs / "worker-01ab-ffff-1234.err").write_text(kv)
     (logs / "raylet.out").write_text("INFO raylet started\n")
-    monkeypatch.setattr(scan, "RAY_LOG_DIR", logs)
+    monkeypatch.setenv("GPT_OSS_RAY_TEMP_DIR", str(tmp_path))  # where this machine's Ray keeps its session
     r, rows = _doctor("--json")
     assert r.exit_code == 1
     sigs = {x.get("signature"): x for x in rows if x.get("signature")}
@@ -151,7 +151,7 @@ def test_local_ray_session_logs_are_scanned_including_serve_and_workers(env_ok, 
 
 
 def test_no_local_ray_session(env_ok, monkeypatch, tmp_path):
-    monkeypatch.setattr(scan, "RAY_LOG_DIR", tmp_path / "absent")
+    monkeypatch.setenv("GPT_OSS_RAY_TEMP_DIR", str(tmp_path / "absent"))
     r, rows = _doctor("--json")
     assert _row(rows, "logs")["status"] == "ok" and "absent" in _row(rows, "logs")["summary"]
 

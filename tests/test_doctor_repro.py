@@ -5,7 +5,6 @@ fixtures' final lines."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from ops import tiny_model
 from ops.doctor import checks, scan
 from tests import scripts
+from tests.support import free_port
 
 ERRORS = Path(__file__).parent / "fixtures" / "errors"
 reproduce = scripts.load(ERRORS / "reproduce.py", "doctor_reproduce")
@@ -47,17 +47,12 @@ def test_doctor_flags_the_old_environment_before_it_is_used(old_transformers):
     assert f.runbook == "docs/runbooks/gpt-oss-unknown-architecture.md"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.mark.stack
 @pytest.mark.timeout(1200)
 def test_vllm_cpu_engine_refuses_a_max_model_len_its_kv_cache_cannot_hold(tiny_dir, encodings_dir, monkeypatch):
     monkeypatch.setenv("TIKTOKEN_ENCODINGS_BASE", str(encodings_dir))
-    text = reproduce.kv_cache_too_small(tiny_dir, _free_port())
+    text = reproduce.kv_cache_too_small(tiny_dir, free_port())
     found = {f.signature: f for f in scan.scan([("engine.err", text)])}
     assert "kv-cache-max-model-len" in found, text[-3000:]
     f = found["kv-cache-max-model-len"]

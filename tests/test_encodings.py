@@ -23,6 +23,7 @@ import pytest
 from app import fetch_encodings as fe
 from ops import encodings
 from ops.errors import OpsError
+from tests.support import run_ops
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -215,9 +216,8 @@ def test_verify_reports_each_file(encodings_dir, tmp_path):
 # ------------------------------------------------------------------------------------------ the CLIs
 
 
-def _ops(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ops", *args], capture_output=True, text=True, timeout=120,
-                          cwd=ROOT, env={**os.environ, **(env or {}), "COLUMNS": "200"})
+def _ops(*args: str, env: dict | None = None):
+    return run_ops(*args, env=env, timeout=120, cwd=ROOT)
 
 
 def test_ops_encodings_fetch_cli(mirror, tmp_path):

@@ -3,9 +3,6 @@ own `ServeDeploySchema` and `LLMConfig` and the Anyscale SDK's own `ServiceConfi
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +14,7 @@ from ops import render
 from ops.cli import app as ops_app
 from ops.errors import OpsError
 from ops.spec import resolve
+from tests.support import run_ops
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_SOURCE = "/models/tiny-gpt-oss"
@@ -184,21 +182,22 @@ def test_cli_anyscale_writes_service_and_containerfile(tmp_path, service_config_
     assert parsed.applications[0]["import_path"] == "app.serve_gpt_oss:build_app"
 
 
-def _ops(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ops", *args], capture_output=True, text=True, timeout=120,
-                          cwd=cwd, env={**os.environ, "COLUMNS": "200", "PYTHONPATH": str(ROOT)})
+def _elsewhere(cwd) -> dict:
+    """Run from another directory, with the project importable as if installed."""
+    return {"env": {"PYTHONPATH": str(ROOT)}, "timeout": 120, "cwd": cwd}
 
 
 @pytest.mark.parametrize("command", ["serve-config", "anyscale"])
 def test_bad_input_exits_2_and_writes_nothing(command, tmp_path):
     out = tmp_path / ("serve.yaml" if command == "serve-config" else "svc")
-    bad_flag = _ops("render", command, "-p", "gpt-oss-20b", "--accelerator", "L5", "-o", str(out), cwd=tmp_path)
+    bad_flag = run_ops("render", command, "-p", "gpt-oss-20b", "--accelerator", "L5", "-o", str(out),
+                       **_elsewhere(tmp_path))
     assert bad_flag.returncode == 2, bad_flag.stderr
     assert "accelerator" in bad_flag.stderr and "L4" in bad_flag.stderr  # names the field and the choices
-    bad_set = _ops("render", command, "-p", "gpt-oss-20b", "--set", "replicas.min=3", "--set", "replicas.max=1",
-                   "-o", str(out), cwd=tmp_path)
+    bad_set = run_ops("render", command, "-p", "gpt-oss-20b", "--set", "replicas.min=3", "--set", "replicas.max=1",
+                      "-o", str(out), **_elsewhere(tmp_path))
     assert bad_set.returncode == 2 and "replicas" in bad_set.stderr
-    no_source = _ops("render", command, "-p", "tiny", "-o", str(out), cwd=tmp_path)
+    no_source = run_ops("render", command, "-p", "tiny", "-o", str(out), **_elsewhere(tmp_path))
     assert no_source.returncode == 2 and "--model-source" in no_source.stderr
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
@@ -207,15 +206,16 @@ def test_bad_input_exits_2_and_writes_nothing(command, tmp_path):
 def test_failed_render_keeps_the_previous_file(tmp_path):
     out = tmp_path / "serve.yaml"
     out.write_text("previous: true\n")
-    failed = _ops("render", "serve-config", "-p", "gpt-oss-20b", "--max-model-len", "999999999", "-o", str(out),
-                  cwd=tmp_path)
+    failed = run_ops("render", "serve-config", "-p", "gpt-oss-20b", "--max-model-len", "999999999", "-o", str(out),
+                     **_elsewhere(tmp_path))
     assert failed.returncode == 2 and "max_model_len" in failed.stderr
     assert out.read_text() == "previous: true\n"
 
 
 def test_stdout_is_only_yaml(tmp_path, ray_models):
     """In a fresh process the first import of Ray's LLM config imports vLLM, which logs; none of it on stdout."""
-    out = _ops("render", "serve-config", "-p", "tiny", "--model-source", TINY_SOURCE, "-o", "-", cwd=tmp_path)
+    out = run_ops("render", "serve-config", "-p", "tiny", "--model-source", TINY_SOURCE, "-o", "-",
+                  **_elsewhere(tmp_path))
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("# Rendered from the deployment spec")
     ray_models[0].model_validate(yaml.safe_load(out.stdout))

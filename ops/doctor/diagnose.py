@@ -61,7 +61,9 @@ def logs(target: str, log_files: Sequence[str] = (), hosts: Sequence[str] | None
                                                                         "log file(s)")]
     if target == "cluster":
         return cluster_logs(hosts)
-    root = scan.RAY_LOG_DIR
+    from ops import ray_local
+
+    root = ray_local.logs_dir()
     if not root.is_dir():
         return [Finding("logs", OK, f"no local Ray session logs ({root} absent)")]
     texts = list(scan.local_ray_logs(root))

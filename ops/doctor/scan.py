@@ -14,6 +14,8 @@ from typing import Callable, Iterable, Iterator
 from ops.doctor.report import FAIL, Finding
 from ops.doctor.signatures import SIGNATURES, Signature
 
+# Ray's session logs on a node that runs Ray with its default temp dir (cluster nodes); on this machine,
+# ops.ray_local.logs_dir() (which follows GPT_OSS_RAY_TEMP_DIR).
 RAY_LOG_DIR = Path("/tmp/ray/session_latest/logs")
 # Only the end of big logs is read: failures are at the end, and a long-running session's logs can be large.
 TAIL_BYTES = 4 * 1024 * 1024
@@ -65,8 +67,12 @@ def files(paths: Iterable[str | Path]) -> Iterator[tuple[str, str]]:
         yield str(path), read_tail(path)
 
 
-def local_ray_logs(root: Path = RAY_LOG_DIR) -> Iterator[tuple[str, str]]:
+def local_ray_logs(root: Path | None = None) -> Iterator[tuple[str, str]]:
     """Every log of the local Ray session, including serve/ and the worker logs (vLLM engines print there)."""
+    if root is None:
+        from ops import ray_local
+
+        root = ray_local.logs_dir()
     if not root.is_dir():
         return
     for path in sorted(root.rglob("*")):

@@ -189,3 +189,86 @@ def sync(conns: dict[str, Any], settings, bundle: Bundle,
         for f in futures.values():
             f.result()
     return need, done
+
+
+# Runs on each node after a tree upload (`python -c TREE_SCRIPT DEST SHA256 UPLOADED_FILE`): verify, unpack beside
+# the destination, mark it complete with the hash, move it in (a node sharing the filesystem may win the race).
+TREE_SCRIPT = r"""
+import hashlib, os, shutil, sys, tarfile, tempfile
+dest, digest, upload = sys.argv[1:4]
+h = hashlib.sha256()
+with open(upload, "rb") as fh:
+    for chunk in iter(lambda: fh.read(1 << 20), b""):
+        h.update(chunk)
+if h.hexdigest() != digest:
+    os.unlink(upload)
+    sys.exit("uploaded tree is incomplete or corrupt (sha256 %s, expected %s); re-run to upload it again"
+             % (h.hexdigest(), digest))
+parent = os.path.dirname(dest)
+os.makedirs(parent, exist_ok=True)
+tmp = tempfile.mkdtemp(prefix=".unpack-", dir=parent)
+with tarfile.open(upload) as tar:
+    tar.extractall(tmp, filter="data")
+open(os.path.join(tmp, ".tree.sha256"), "w").write(digest + "\n")
+os.chmod(tmp, 0o755)
+try:
+    if os.path.exists(dest):
+        shutil.rmtree(dest)
+    os.rename(tmp, dest)
+except OSError:
+    shutil.rmtree(tmp, ignore_errors=True)
+    if open(os.path.join(dest, ".tree.sha256")).read().strip() != digest:
+        raise
+os.unlink(upload)
+print(dest)
+"""
+
+
+def tree_archive(directory: Path, cache_dir: Path | None = None) -> Bundle:
+    """A deterministic tar.gz of `directory` (sorted, zeroed times and owners), named by its sha256."""
+    from ops.tiny_model import cache_root
+
+    raw = io.BytesIO()
+    files = sorted(p for p in directory.rglob("*") if p.is_file())
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for p in files:
+            info = tarfile.TarInfo(str(p.relative_to(directory)))
+            data = p.read_bytes()
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            tar.addfile(info, io.BytesIO(data))
+    blob = gzip.compress(raw.getvalue(), compresslevel=1, mtime=0)
+    digest = hashlib.sha256(blob).hexdigest()
+    cache = cache_dir or cache_root() / "bundles"
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / f"tree-{digest[:16]}.tar.gz"
+    if not path.is_file():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(blob)
+        tmp.replace(path)
+    return Bundle(path=path, sha256=digest, size=len(blob), files=len(files))
+
+
+def sync_tree(conns: dict[str, Any], settings, archive: Bundle, dest: str) -> list[str]:
+    """Make `dest` on every node hold the archive's tree (one node after the other, so nodes that share a
+    filesystem find it there); returns the nodes it was uploaded to."""
+    from ops.remote.connection import run, with_retries
+
+    sent = []
+    for host, conn in conns.items():
+        have = run(conn, settings, ["cat", f"{dest}/.tree.sha256"], check=False, what="reading a tree's hash")
+        if have.exited == 0 and have.stdout.strip() == archive.sha256:
+            continue
+        remote_dir = settings.remote_dir_for(host)
+        run(conn, settings, python_argv(settings, STATE_SCRIPT, remote_dir), what="preparing the upload")
+        part = f"{remote_dir}/uploads/{archive.sha256}.{host}.part"
+
+        def put(c, part=part):
+            with open(archive.path, "rb") as fh:
+                c.sftp().putfo(fh, part, file_size=archive.size, confirm=True)
+
+        with_retries(conn, settings, put)
+        run(conn, settings, python_argv(settings, TREE_SCRIPT, dest, archive.sha256, part), what="unpacking a tree")
+        sent.append(host)
+    return sent

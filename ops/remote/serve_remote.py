@@ -122,12 +122,6 @@ def cmd_sha(a: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def cmd_tiny(a: argparse.Namespace) -> dict[str, Any]:
-    from ops import tiny_model
-
-    return {"path": str(tiny_model.ensure(a.encodings, a.dest))}
-
-
 def cmd_logs(a: argparse.Namespace) -> dict[str, Any]:
     """The last lines of the Serve logs and of the worker (engine) logs of this node's Ray session."""
     logs = Path(a.temp_dir) / "session_latest" / "logs"
@@ -162,15 +156,12 @@ def main(argv: list[str] | None = None) -> None:
     api.add_argument("--timeout", type=float, default=10.0)
     sha = sub.add_parser("sha")
     sha.add_argument("paths", nargs="+")
-    tiny = sub.add_parser("tiny")
-    tiny.add_argument("--encodings", required=True)
-    tiny.add_argument("--dest", required=True)
     lg = sub.add_parser("logs")
     lg.add_argument("--temp-dir", required=True)
     lg.add_argument("--lines", type=int, default=100)
     lg.add_argument("--max-files", type=int, default=40)
     a = p.parse_args(argv)
-    handler = {"render": cmd_render, "api": cmd_api, "sha": cmd_sha, "tiny": cmd_tiny, "logs": cmd_logs}[a.verb]
+    handler = {"render": cmd_render, "api": cmd_api, "sha": cmd_sha, "logs": cmd_logs}[a.verb]
     sys.stdout.write(json.dumps(handler(a)) + "\n")
 
 

@@ -13,6 +13,7 @@ paths) come from keyword options or `GPT_OSS_*` environment variables: see `ops.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import socket
 import time
@@ -279,10 +280,8 @@ def _put_if_changed(c: _Cluster, conns: dict[str, Any], bundle_dir: str, remote_
 
 
 def _model_source(c: _Cluster, bundle_dir: str, changed: list[str], unchanged: list[str]) -> str | None:
-    """On a stack-built cluster the weights the workers' boot fetched; elsewhere the tiny checkpoint is
-    generated on the nodes (no download) and other models load from their source."""
-    from ops.remote.connection import fanout
-
+    """On a stack-built cluster the weights the workers' boot fetched; elsewhere the tiny checkpoint (trained on
+    this machine) is copied to the nodes, and other models load from their source."""
     spec, s = c.spec, c.settings
     if c.stack_built:
         # The workers' boot put the checkpoint there (from the bucket's mirror or the hub, only what vLLM loads).
@@ -290,16 +289,27 @@ def _model_source(c: _Cluster, bundle_dir: str, changed: list[str], unchanged: l
         return c.node_access["model_dir"]
     if spec.model != "tiny":
         return None
-    from ops.tiny_model import RECIPE_VERSION
+    from ops import tiny_model
+    from ops.remote import bundle
 
-    dest = f"{s.resolved_remote_dir}/models/tiny-gpt-oss-v{RECIPE_VERSION}"
-    argv = [s.remote_python, "-m", "ops.remote.serve_remote", "tiny", "--encodings", s.encodings_dir, "--dest", dest]
-    env = {**s.remote_env, "PYTHONPATH": bundle_dir, "HF_HUB_OFFLINE": "1"}
-    # The head first, then the workers (nodes that share a filesystem then find it already built).
-    for conns in ({c.hosts.head: c.head}, c.nodes.workers):
-        fanout(conns, s, argv, env=env, what="preparing the tiny gpt-oss checkpoint", timeout=600)
-    unchanged.append(f"tiny checkpoint at {dest}")
+    local = tiny_model.ensure(_local_encodings(s))  # trained here once (cached), never on the nodes
+    dest = f"{s.resolved_remote_dir}/models/{local.name}"
+    sent = bundle.sync_tree(c.nodes.all, s, bundle.tree_archive(local), dest)
+    (changed if sent else unchanged).append(f"tiny checkpoint {local.name} " + (
+        f"uploaded to {', '.join(sent)}" if sent else "already on every node"))
     return dest
+
+
+def _local_encodings(s) -> str:
+    """The verified encodings on this machine (the tiny checkpoint's tokenizer is built from o200k_base)."""
+    from ops import encodings
+
+    directory = os.environ.get("TIKTOKEN_ENCODINGS_BASE") or s.encodings_dir
+    if not encodings.is_usable(directory):
+        raise OpsError(f"the tiny checkpoint is built on this machine and needs the verified encodings; {directory} "
+                       "does not hold them.", fix="ops encodings fetch --dest DIR && export "
+                                                  "TIKTOKEN_ENCODINGS_BASE=DIR", runbook=RUNBOOK)
+    return directory
 
 
 def _app_state(c: _Cluster) -> dict[str, Any] | None:
@@ -679,9 +689,10 @@ def terminate(spec: DeploymentSpec, *, destroy: bool = False, verify: bool = Fal
                     _wait_gone(c)
                 result.stopped.append(f"Serve application {spec.name!r} on {c.hosts.head}")
     except OpsError as e:
-        if not destroy:
+        if not (destroy or verify):
             raise
-        result.details["serve_shutdown_error"] = e.message  # the machines are going away anyway
+        # The machines are going (or gone) anyway: the teardown and the orphan check still run.
+        result.details["serve_shutdown_error"] = e.message
     stack = s.stack
     if destroy:
         result.details["destroy"] = _destroy(stack)

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from ops import ray_local
 from ops.dashboards import METRICS_EXPORT_PORT
 from ops.errors import OpsError
 from ops.spec import DeploymentSpec
@@ -34,7 +35,6 @@ DASHBOARD_PORT = 8265
 RAY_NUM_CPUS = 8  # logical CPUs: with the real core count (2) the ingress replica is never scheduled
 DEFAULT_TIMEOUT_S = 900.0
 RUNBOOK = "docs/local.md"
-RAY_LOGS = Path("/tmp/ray/session_latest/logs")
 STAGES = ("encodings", "checkpoint", "ray", "deploy", "replicas", "model load", "smoke")
 
 
@@ -258,6 +258,8 @@ def start_ray(encodings: Path) -> None:
            # A fixed metrics port for Prometheus (ops dashboards); the node on loopback.
            "--metrics-export-port", str(METRICS_EXPORT_PORT), "--node-ip-address", HOST,
            "--disable-usage-stats"]
+    if os.environ.get(ray_local.ENV):
+        cmd += ["--temp-dir", str(ray_local.temp_dir())]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
@@ -269,7 +271,7 @@ def start_ray(encodings: Path) -> None:
         if time.monotonic() > deadline:
             stop_ray()
             raise OpsError("Ray started but its dashboard (needed by Serve's deploy and shutdown) never answered "
-                           f"on {dashboard_url()}.", fix=f"see {RAY_LOGS}/dashboard.log, then deploy again.",
+                           f"on {dashboard_url()}.", fix=f"see {ray_local.logs_dir()}/dashboard.log, then deploy again.",
                            runbook=RUNBOOK)
         time.sleep(1)
 
@@ -435,7 +437,7 @@ def _wait(spec: DeploymentSpec, deadline: float, stages: _Stages | None = None) 
             if status == "DEPLOY_FAILED" or any(d.get("status") in ("DEPLOY_FAILED",) for d in deps.values()):
                 raise OpsError(f"the Serve application {spec.name} failed to deploy: {_failure(app)}",
                                fix="fix the cause above, then run `ops deploy --target local` again; "
-                                   f"`ops logs --target local` shows the replica logs ({RAY_LOGS}/serve).",
+                                   f"`ops logs --target local` shows the replica logs ({ray_local.logs_dir()}/serve).",
                                runbook=RUNBOOK)
             if stages:
                 states = ", ".join(f"{n}: {d.get('status')} {_replica_counts(d)}" for n, d in deps.items())
@@ -454,7 +456,7 @@ def _wait(spec: DeploymentSpec, deadline: float, stages: _Stages | None = None) 
         if time.monotonic() > deadline:
             msg = _failure(app) if app else "the application never appeared in Serve's status"
             raise OpsError(f"timed out waiting for the Serve application {spec.name} at stage '{stage}': {msg}",
-                           fix=f"look at `ops logs --target local` ({RAY_LOGS}/serve); a first CPU model load "
+                           fix=f"look at `ops logs --target local` ({ray_local.logs_dir()}/serve); a first CPU model load "
                                "takes about 2 minutes; raise --timeout on a slow or busy machine.",
                            runbook=RUNBOOK)
         time.sleep(1)
@@ -560,14 +562,14 @@ def terminate(spec: DeploymentSpec, **_: Any) -> TerminateResult:
         res.stopped.append("ray head")
     else:
         res.already_stopped += ["serve applications", "ray head"]
-    res.details = {"api_key_file": str(key_file()), "logs": str(RAY_LOGS)}
+    res.details = {"api_key_file": str(key_file()), "logs": str(ray_local.logs_dir())}
     return res
 
 
 def logs(spec: DeploymentSpec, lines: int = 50, **_: Any) -> dict[str, list[str]]:
     """The last lines of the Serve controller, proxy and replica logs of the current Ray session."""
     out: dict[str, list[str]] = {}
-    serve_dir = RAY_LOGS / "serve"
+    serve_dir = ray_local.logs_dir() / "serve"
     if not serve_dir.is_dir():
         raise OpsError(f"no Serve logs at {serve_dir}.", fix="deploy first: ops deploy --target local.",
                        runbook=RUNBOOK)
