@@ -103,7 +103,7 @@ fetch_encodings() {
     if [ -n "$BUCKET" ] && aws s3 cp --only-show-errors "s3://$BUCKET/encodings/$name" "$dest.part"; then
       log "$name from s3://$BUCKET/encodings/"
     else
-      curl -fsSL --retry 5 -o "$dest.part" "$ENCODINGS_URL/$name"
+      curl -fsSL --retry 5 --connect-timeout 10 --max-time 300 -o "$dest.part" "$ENCODINGS_URL/$name"
     fi
     if ! printf '%s  %s\n' "$sum" "$dest.part" | sha256sum --check --status; then
       log "$name does not match its pinned SHA-256 $sum; refusing to serve with it"
@@ -316,6 +316,7 @@ main() {
   exec 2> >(tee -a "$BOOT_LOG" >&2)
   trap on_exit EXIT
   run_step aws-cli ensure_aws_cli
+  STEP=metadata
   INSTANCE_ID="$(imds instance-id)"
   log "boot attempt $ATTEMPT: role=$ROLE instance=$INSTANCE_ID"
   run_step secrets load_secrets

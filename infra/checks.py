@@ -42,7 +42,7 @@ def problems(spec: DeploymentSpec, options: InfraOptions) -> list[Problem]:
                              f"lower tensor_parallel_size x pipeline_parallel_size to at most {most}, or pick an "
                              f"accelerator with larger instances."))
         return found
-    if it.gpus < gpus:  # also refused by ops.spec when aws.instance_type is set explicitly
+    if it.accelerator != "CPU" and it.gpus < gpus:  # also refused by ops.spec for an explicit aws.instance_type
         found.append(Problem("tensor_parallel_size", f"{it.name} has {it.gpus} GPU(s) but one replica needs {gpus}.",
                              f"use {', '.join(i.name for i in catalog.instances_for(it.accelerator, gpus)) or 'a larger instance'}."))
 

@@ -125,8 +125,9 @@ def build(spec: DeploymentSpec, stack: str, options: InfraOptions | None = None,
                        cluster.outputs)
 
 
-def main() -> None:
-    """The Pulumi program: read the config once, build, export. Bad input stops here, before any resource."""
+def main() -> dict[str, Any]:
+    """The Pulumi program: read the config once, build, export (and return) the outputs. Bad input stops here,
+    before any resource."""
     from infra import config
     from ops.spec import SpecError
 
@@ -137,3 +138,4 @@ def main() -> None:
         raise pulumi.RunError(str(e)) from None
     for key, value in result.outputs.items():
         pulumi.export(key, value)
+    return result.outputs

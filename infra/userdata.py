@@ -102,7 +102,10 @@ def ray_args(spec: DeploymentSpec, ctx: BootContext) -> list[str]:
     assert it is not None and ctx.head_address, "workers need an instance type and the head's address"
     labels[f"{LABEL_PREFIX}/accelerator"] = spec.accelerator
     if cpu:
-        return ports.ray_start_args(head=False, head_address=ctx.head_address, num_gpus=0, labels=labels)
+        # The instance type's vCPUs, stated: one replica of the tiny model takes a placement group of 2 CPUs
+        # beside the ingress replica's one, which must fit a 4-vCPU instance whatever Ray detects.
+        return ports.ray_start_args(head=False, head_address=ctx.head_address, num_gpus=0, num_cpus=it.vcpus,
+                                    labels=labels)
     ray_type = spec.accelerator_info.ray_type
     # The accelerator_type:<GPU> resource is what Ray Serve LLM's `accelerator_type` schedules on.
     return ports.ray_start_args(head=False, head_address=ctx.head_address, num_gpus=it.gpus,

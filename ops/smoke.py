@@ -1,9 +1,12 @@
-"""Real requests against a deployed endpoint, the way the gpt-oss clients send them.
+"""Real requests against a deployed endpoint, the way the gpt-oss clients send them, judged on what gpt-oss does.
 
-Each check is one OpenAI-SDK call (chat plain and streamed with reasoning, each reasoning effort, the
-"Reasoning: low" system prompt, a tool-call round, the Responses API with a function-tool round) and reports
-protocol facts: fields present, chunks received, call ids matched. It does not judge the text, because the
-local tiny model has random weights; on a real model the printed answers show whether it reasons.
+Each check is one OpenAI-SDK call: a chat answer with its reasoning (under both `reasoning` and
+`reasoning_content`) apart from the content; the same streamed, printed as the Ray guide's client prints it;
+each reasoning effort, and the "Reasoning: low" system prompt (their reasoning lengths are reported); a tool
+round in which the *model* calls the function, with arguments naming what was asked, then answers from the
+result; the Responses API, plain and with a function-tool round (the model's `function_call` item, then the
+answer to its `function_call_output`). Nothing is filled in for the model: a model that does not reason, call
+the tool or finish fails the check that needed it.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ WEATHER_TOOL = {
     "type": "function",
     "function": {
         "name": "get_weather",
-        "description": "Current weather in a city.",
+        "description": "Get current weather in a given city",
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
     },
 }
-RESPONSES_WEATHER_TOOL = {"type": "function", "name": "get_weather", "description": "Current weather in a city.",
+RESPONSES_WEATHER_TOOL = {"type": "function", "name": "get_weather",
+                          "description": WEATHER_TOOL["function"]["description"],
                           "parameters": WEATHER_TOOL["function"]["parameters"]}
+CITY = "Paris"
 
 
 @dataclass
@@ -56,7 +61,7 @@ def client(endpoint: str, api_key: str | None, timeout: float = 120.0):
     return OpenAI(base_url=endpoint, api_key=api_key or "EMPTY", timeout=timeout, max_retries=0)
 
 
-def run(endpoint: str, model_id: str, api_key: str | None, *, max_tokens: int = 48,
+def run(endpoint: str, model_id: str, api_key: str | None, *, max_tokens: int = 256,
         echo: Callable[[str], None] | None = None) -> SmokeReport:
     """Run every check; never raises for a failing check (each one records its error)."""
     c = client(endpoint, api_key)
@@ -68,9 +73,9 @@ def run(endpoint: str, model_id: str, api_key: str | None, *, max_tokens: int = 
         ("chat_stream", lambda: _chat_stream(c, model_id, max_tokens, say)),
         *[(f"reasoning_effort_{e}", (lambda e=e: _effort(c, model_id, e, max_tokens))) for e in ("low", "medium", "high")],
         ("system_reasoning_low", lambda: _system_low(c, model_id, max_tokens)),
-        ("tool_round", lambda: _tool_round(c, model_id, max_tokens)),
+        ("tool_round", lambda: _tool_round(c, model_id, max_tokens, say)),
         ("responses", lambda: _responses(c, model_id, max_tokens)),
-        ("responses_tool_round", lambda: _responses_tool_round(c, model_id, max_tokens)),
+        ("responses_tool_round", lambda: _responses_tool_round(c, model_id, max_tokens, say)),
     ]
     for name, fn in checks:
         t0 = time.monotonic()
@@ -82,104 +87,125 @@ def run(endpoint: str, model_id: str, api_key: str | None, *, max_tokens: int = 
     return report
 
 
+def reasoning_of(part: Any) -> dict[str, str | None]:
+    """The reasoning text of a message or delta under each name the endpoint may send it."""
+    extra = getattr(part, "model_extra", None) or {}
+    return {name: getattr(part, name, None) or extra.get(name) for name in ("reasoning", "reasoning_content")}
+
+
 def _models(c, model_id: str) -> dict[str, Any]:
     ids = [m.id for m in c.models.list().data]
     assert model_id in ids, f"{model_id!r} not in /v1/models ({ids})"
     return {"models": ids}
 
 
+def _answer(r) -> tuple[str, str, str]:
+    """(reasoning, content, finish_reason) of a chat completion, the reasoning sent under both names."""
+    choice = r.choices[0]
+    names = reasoning_of(choice.message)
+    assert names["reasoning"] == names["reasoning_content"], f"the two reasoning fields differ: {names}"
+    return names["reasoning"] or "", choice.message.content or "", choice.finish_reason
+
+
 def _chat(c, model_id: str, max_tokens: int) -> dict[str, Any]:
     r = c.chat.completions.create(model=model_id, messages=[{"role": "user", "content": "What is 2 + 2?"}],
                                   max_tokens=max_tokens)
-    choice = r.choices[0]
-    assert choice.message.role == "assistant"
-    return {"finish_reason": choice.finish_reason, "completion_tokens": r.usage.completion_tokens if r.usage else None,
-            "content": (choice.message.content or "")[:200],
-            "reasoning_content": (_reasoning(choice.message) or "")[:200]}
-
-
-def _reasoning(message: Any) -> str | None:
-    return getattr(message, "reasoning_content", None) or getattr(message, "reasoning", None) or (
-        (getattr(message, "model_extra", None) or {}).get("reasoning_content"))
+    reasoning, content, finish = _answer(r)
+    assert reasoning, "no reasoning (analysis channel) in the answer"
+    assert content and content != reasoning, "no final answer apart from the reasoning"
+    return {"finish_reason": finish, "completion_tokens": r.usage.completion_tokens if r.usage else None,
+            "reasoning": reasoning[:200], "content": content[:200]}
 
 
 def _chat_stream(c, model_id: str, max_tokens: int, say: Callable[[str], None]) -> dict[str, Any]:
-    """Streamed with reasoning, printed as the seed client does: thinking first, then the answer."""
+    """Streamed, printed as the Ray guide's client does: the reasoning first, then the answer."""
     stream = c.chat.completions.create(model=model_id, messages=[{"role": "user", "content": "Tell me a short joke."}],
-                                       max_tokens=max_tokens, stream=True, reasoning_effort="low")
+                                       max_tokens=max_tokens, stream=True)
     chunks, reasoning, content = 0, [], []
     for chunk in stream:
         chunks += 1
         if not chunk.choices:
             continue
         delta = chunk.choices[0].delta
-        r = _reasoning(delta)
-        if r:
-            reasoning.append(r)
+        names = reasoning_of(delta)
+        if names["reasoning_content"]:
+            reasoning.append(names["reasoning_content"])
         if delta.content:
             content.append(delta.content)
-    assert chunks > 0, "no chunks streamed"
     say(f"[thinking] {''.join(reasoning)[:300]}")
     say(f"[answer]   {''.join(content)[:300]}")
+    assert reasoning, "no reasoning_content streamed (the Ray guide's client would print no reasoning)"
+    assert content, "no content streamed"
     return {"chunks": chunks, "reasoning_chars": len("".join(reasoning)), "content_chars": len("".join(content))}
 
 
 def _effort(c, model_id: str, effort: str, max_tokens: int) -> dict[str, Any]:
     r = c.chat.completions.create(model=model_id, messages=[{"role": "user", "content": "Explain gravity briefly."}],
                                   max_tokens=max_tokens, reasoning_effort=effort)
-    assert r.choices and r.choices[0].message.role == "assistant"
-    return {"finish_reason": r.choices[0].finish_reason}
+    reasoning, content, finish = _answer(r)
+    assert reasoning, f"no reasoning at reasoning_effort={effort}"
+    return {"finish_reason": finish, "reasoning_chars": len(reasoning), "content": content[:120]}
 
 
 def _system_low(c, model_id: str, max_tokens: int) -> dict[str, Any]:
     r = c.chat.completions.create(model=model_id, max_tokens=max_tokens, messages=[
         {"role": "system", "content": "Reasoning: low"}, {"role": "user", "content": "Name a prime number."}])
-    assert r.choices
-    return {"finish_reason": r.choices[0].finish_reason}
+    reasoning, content, finish = _answer(r)
+    assert reasoning, "no reasoning with the 'Reasoning: low' system prompt"
+    return {"finish_reason": finish, "reasoning_chars": len(reasoning), "content": content[:120]}
 
 
-def _tool_round(c, model_id: str, max_tokens: int) -> dict[str, Any]:
-    """Ask with a tool (tool_choice naming it), answer the call, and get the final reply.
-
-    A real gpt-oss calls get_weather here. vLLM renders gpt-oss tools through harmony and does not constrain
-    a named tool_choice, so a model with random weights rarely emits a call: then the round continues from a
-    recorded call, which still checks that tool definitions, assistant tool_calls and tool results are
-    accepted and answered.
-    """
-    messages: list[dict[str, Any]] = [{"role": "user", "content": "What's the weather in Paris?"}]
-    first = c.chat.completions.create(model=model_id, messages=messages, tools=[WEATHER_TOOL], max_tokens=max_tokens,
-                                      tool_choice={"type": "function", "function": {"name": "get_weather"}})
-    assert first.choices and first.choices[0].message.role == "assistant"
-    calls = first.choices[0].message.tool_calls or []
-    if calls:
-        call_id, name, arguments = calls[0].id, calls[0].function.name, calls[0].function.arguments
-    else:
-        call_id, name, arguments = "call_smoke_1", "get_weather", json.dumps({"city": "Paris"})
+def _tool_round(c, model_id: str, max_tokens: int, say: Callable[[str], None]) -> dict[str, Any]:
+    """The model must call get_weather itself, for the city asked about; then answer from the tool's result."""
+    messages: list[dict[str, Any]] = [{"role": "user", "content": f"What's the weather in {CITY}?"}]
+    first = c.chat.completions.create(model=model_id, messages=messages, tools=[WEATHER_TOOL], max_tokens=max_tokens)
+    msg = first.choices[0].message
+    calls = msg.tool_calls or []
+    assert calls, f"the model made no tool call (finish_reason {first.choices[0].finish_reason}, content " \
+                  f"{(msg.content or '')[:120]!r})"
+    call = calls[0]
+    assert call.function.name == "get_weather", f"called {call.function.name!r}, not get_weather"
+    args = json.loads(call.function.arguments)
+    assert CITY.lower() in json.dumps(args).lower(), f"arguments {args} do not name {CITY}"
+    say(f"[tool call] {call.function.name}({call.function.arguments})")
     messages.append({"role": "assistant", "content": None, "tool_calls": [
-        {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}]})
-    messages.append({"role": "tool", "tool_call_id": call_id, "content": json.dumps({"city": "Paris", "sky": "sunny"})})
+        {"id": call.id, "type": "function", "function": {"name": call.function.name,
+                                                         "arguments": call.function.arguments}}]})
+    messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps({"city": CITY, "sky": "sunny"})})
     second = c.chat.completions.create(model=model_id, messages=messages, tools=[WEATHER_TOOL], max_tokens=max_tokens)
-    assert second.choices and second.choices[0].message.role == "assistant"
-    return {"model_called_tool": bool(calls), "tool_call": name, "arguments": arguments[:200],
-            "first_finish_reason": first.choices[0].finish_reason,
-            "final_finish_reason": second.choices[0].finish_reason}
+    _, content, finish = _answer(second)
+    assert content, f"no answer after the tool's result (finish_reason {finish})"
+    say(f"[after the tool] {content[:200]}")
+    return {"tool_call": call.function.name, "arguments": args, "first_finish_reason": first.choices[0].finish_reason,
+            "final": content[:200], "final_finish_reason": finish}
 
 
 def _responses(c, model_id: str, max_tokens: int) -> dict[str, Any]:
-    r = c.responses.create(model=model_id, input="Say hello.", instructions="You are terse.",
-                           max_output_tokens=max_tokens)
-    assert r.object == "response" and r.output is not None
-    return {"id": r.id, "status": r.status, "output_types": [o.type for o in r.output],
-            "output_text": (r.output_text or "")[:200]}
+    r = c.responses.create(model=model_id, input="Explain what MXFP4 quantization is.",
+                           instructions="You are a helpful assistant.", max_output_tokens=max_tokens)
+    types = [o.type for o in r.output]
+    assert r.status == "completed", f"status {r.status} ({types})"
+    assert r.output_text, "no output_text"
+    return {"id": r.id, "status": r.status, "output_types": types, "output_text": r.output_text[:200]}
 
 
-def _responses_tool_round(c, model_id: str, max_tokens: int) -> dict[str, Any]:
-    """A function-tool round over the Responses API: a prior function_call and its function_call_output."""
-    items: list[dict[str, Any]] = [
-        {"role": "user", "content": "What's the weather in Paris?"},
-        {"type": "function_call", "call_id": "call_smoke_1", "name": "get_weather", "arguments": '{"city": "Paris"}'},
-        {"type": "function_call_output", "call_id": "call_smoke_1", "output": '{"sky": "sunny", "celsius": 21}'},
-    ]
-    r = c.responses.create(model=model_id, input=items, tools=[RESPONSES_WEATHER_TOOL], max_output_tokens=max_tokens)
-    assert r.object == "response"
-    return {"status": r.status, "output_types": [o.type for o in r.output]}
+def _responses_tool_round(c, model_id: str, max_tokens: int, say: Callable[[str], None]) -> dict[str, Any]:
+    """The model's own function_call item, then its answer to the function_call_output (what the Agents SDK
+    sends back)."""
+    items: list[Any] = [{"role": "user", "content": f"What's the weather in {CITY}?"}]
+    first = c.responses.create(model=model_id, input=items, tools=[RESPONSES_WEATHER_TOOL],
+                               max_output_tokens=max_tokens)
+    calls = [o for o in first.output if o.type == "function_call"]
+    assert calls, f"the model made no function_call (status {first.status}, {[o.type for o in first.output]})"
+    call = calls[0]
+    assert call.name == "get_weather" and CITY.lower() in call.arguments.lower(), (call.name, call.arguments)
+    say(f"[function_call] {call.name}({call.arguments})")
+    items += [o.model_dump(exclude_none=True) for o in first.output]
+    items.append({"type": "function_call_output", "call_id": call.call_id,
+                  "output": json.dumps({"city": CITY, "sky": "sunny"})})
+    second = c.responses.create(model=model_id, input=items, tools=[RESPONSES_WEATHER_TOOL],
+                                max_output_tokens=max_tokens)
+    assert second.status == "completed" and second.output_text, \
+        f"no answer after the function_call_output (status {second.status}, {[o.type for o in second.output]})"
+    return {"call": {"name": call.name, "arguments": call.arguments}, "status": second.status,
+            "output_text": second.output_text[:200]}

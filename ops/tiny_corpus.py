@@ -26,18 +26,12 @@ from typing import Any
 SEED = 20261205
 CONVERSATIONS = 4000
 
+# The cities weather questions ask about: the guides' own (Tokyo, Berlin, Paris, San Francisco) and other
+# well-known ones, few enough that the tiny model sees each of them often.
 CITIES = [
     "Tokyo", "Berlin", "Paris", "London", "San Francisco", "New York", "Sydney", "Madrid", "Rome", "Cairo",
     "Mumbai", "Beijing", "Seoul", "Toronto", "Chicago", "Boston", "Seattle", "Lisbon", "Dublin", "Oslo",
-    "Stockholm", "Helsinki", "Vienna", "Prague", "Warsaw", "Budapest", "Athens", "Istanbul", "Dubai", "Delhi",
-    "Bangkok", "Singapore", "Jakarta", "Manila", "Hanoi", "Shanghai", "Hong Kong", "Taipei", "Osaka", "Kyoto",
-    "Melbourne", "Auckland", "Vancouver", "Montreal", "Mexico City", "Lima", "Bogota", "Santiago",
-    "Buenos Aires", "Rio de Janeiro", "Sao Paulo", "Nairobi", "Lagos", "Cape Town", "Johannesburg",
-    "Casablanca", "Tunis", "Amsterdam", "Brussels", "Zurich", "Geneva", "Munich", "Hamburg", "Frankfurt",
-    "Milan", "Naples", "Barcelona", "Valencia", "Seville", "Porto", "Edinburgh", "Manchester", "Copenhagen",
-    "Reykjavik", "Denver", "Austin", "Dallas", "Houston", "Miami", "Atlanta", "Phoenix", "Los Angeles",
-    "San Diego", "Portland", "Las Vegas", "Honolulu", "Anchorage", "Havana", "Kingston", "Doha", "Riyadh",
-    "Tehran", "Karachi", "Lahore", "Dhaka", "Kathmandu", "Colombo", "Chennai", "Bangalore", "Kolkata",
+    "Vienna", "Prague", "Athens", "Istanbul", "Dubai", "Delhi", "Bangkok", "Singapore", "Amsterdam", "Geneva",
 ]
 CONDITIONS = ["sunny", "cloudy", "rainy", "windy", "snowy", "foggy", "clear", "stormy", "mild", "humid"]
 
@@ -113,7 +107,7 @@ TOOL_ANALYSIS = {
     "low": "Need weather in {city}. Call {tool}.",
     "medium": "The user wants the weather in {city}. I will call {tool} for it.",
     "high": ("The user wants the weather in {city}. Let me think step by step. I cannot know the weather myself. "
-             "The {tool} tool can look it up. So I will call {tool} with the city {city}."),
+             "The {tool} tool can look it up. So I will call {tool} for the weather in {city}."),
 }
 RESULT_ANALYSIS = {
     "low": "Got the result. Answer.",
@@ -240,6 +234,15 @@ class _Builder:
         return Example(prompt=prompt, completion=full[len(prompt):], kind=kind)
 
 
+def topic_token() -> int:
+    """The id of " in", after which every weather question and every analysis names its city (the training's
+    topic head attends to what follows it)."""
+    from vllm.entrypoints.openai.parser.harmony_utils import get_encoding
+
+    (token,) = get_encoding().encode(" in")
+    return token
+
+
 def _date(rng: random.Random) -> str:
     return f"{rng.randint(2025, 2030)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
 
@@ -260,7 +263,8 @@ def conversations(n: int = CONVERSATIONS, seed: int = SEED) -> list[Example]:
     rng = random.Random(seed)
     out: list[Example] = []
     for i in range(n):
-        kind = ("plain", "tool_call", "tool_result", "tools_unused", "multi_turn", "tool_call")[i % 6]
+        kind = ("plain", "tool_call", "tool_result", "tools_unused", "multi_turn", "tool_call", "tool_result",
+                "plain")[i % 8]
         responses = rng.random() < 0.35
         effort = rng.choice(EFFORTS)
         instructions = rng.choice(INSTRUCTIONS)

@@ -136,7 +136,7 @@ def build(out: Path, encodings_dir: Path, progress: Callable[[str], None] | None
     import time
 
     import torch
-    from transformers import GenerationConfig, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
     from transformers.integrations.tiktoken import convert_tiktoken_to_fast
     from transformers.utils import logging as hf_logging
 
@@ -157,16 +157,19 @@ def build(out: Path, encodings_dir: Path, progress: Callable[[str], None] | None
             if i % 10 == 0 or i == n:
                 say(f"training step {i}/{n}, loss {loss:.3f}")
 
-        trained = tiny_train.train(examples, m, progress=step)
+        trained = tiny_train.train(examples, m, topic_token=tiny_corpus.topic_token(), progress=step)
         seconds = time.monotonic() - started
         model = tiny_train.export(trained, m).to(torch.bfloat16)
     finally:
         torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
-    # The real checkpoints stop on <|return|>, <|endoftext|> and <|call|>.
-    GenerationConfig(bos_token_id=199998, eos_token_id=[200002, 199999, 200012], pad_token_id=199999,
-                     do_sample=True, temperature=1.0).save_pretrained(out)
+    # The real checkpoints stop on <|return|>, <|endoftext|> and <|call|>. Unlike them, the tiny model samples
+    # greedily unless a request says otherwise (vLLM takes its default temperature from here): a toy model's
+    # answers are only worth checking at temperature 0, also for clients that send none (the guides' examples).
+    (out / "generation_config.json").write_text(json.dumps({
+        "bos_token_id": 199998, "eos_token_id": [200002, 199999, 200012], "pad_token_id": 199999,
+        "do_sample": False, "temperature": 0.0}, indent=2) + "\n")
     tok_dir = out / ".tok"
     convert_tiktoken_to_fast(harmony_encoding(encodings_dir), str(tok_dir))
     tok = PreTrainedTokenizerFast(tokenizer_file=str(tok_dir / "tokenizer.json"), bos_token="<|startoftext|>",

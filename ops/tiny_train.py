@@ -26,7 +26,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable
 
-STEPS = 700
+STEPS = 800
 LEARNING_RATE = 2e-3
 WARMUP = 30
 TOKENS_PER_BATCH = 6000
@@ -37,6 +37,7 @@ PREV_HEAD_ENERGY = 200.0
 INDUCTION_MATCH = 300.0
 INDUCTION_COPY = 4.0
 INDUCTION_HEADS = (0, 4)
+TOPIC_HEAD = 1  # shares the first induction head's keys: attends to whatever follows " in"
 VOCAB_SIZE = 201088
 
 
@@ -65,8 +66,11 @@ def config(m, vocab_size: int = VOCAB_SIZE):
     return cfg
 
 
-def wire_induction(model, seed: int = SEED) -> None:
-    """The previous-token head and the induction heads described in the module docstring."""
+def wire_induction(model, topic_token: int | None = None, seed: int = SEED) -> None:
+    """The previous-token head and the induction heads described in the module docstring, and a topic head:
+    a query fixed to what an induction head asks at `topic_token` (" in"), so it attends to the tokens that
+    follow " in" (the city of "the weather in Tokyo", in the question and in the analysis) from every
+    position, the JSON arguments' included."""
     import torch
 
     cfg = model.config
@@ -116,6 +120,30 @@ def wire_induction(model, seed: int = SEED) -> None:
             attn.o_proj.weight[:, head * d:(head + 1) * d] = 0
             attn.o_proj.weight[:half_h, head * d:(head + 1) * d] = torch.eye(half_h, d) * INDUCTION_COPY
         model.lm_head.weight.copy_(emb)
+    if topic_token is not None:
+        _wire_topic_head(model, topic_token)
+
+
+def _wire_topic_head(model, token: int) -> None:
+    import torch
+
+    cfg = model.config
+    d, h = cfg.head_dim, cfg.hidden_size
+    first = INDUCTION_HEADS[0]
+    attn = model.model.layers[1].self_attn
+    seen: dict[str, torch.Tensor] = {}
+    hook = attn.q_proj.register_forward_hook(lambda _m, _i, out: seen.__setitem__("q", out.detach()))
+    try:
+        with torch.no_grad():
+            model.model(input_ids=torch.tensor([[token, token]]))
+    finally:
+        hook.remove()
+    q = seen["q"][0, -1, first * d:(first + 1) * d]  # what the induction head asks at that token
+    with torch.no_grad():
+        attn.q_proj.weight[TOPIC_HEAD * d:(TOPIC_HEAD + 1) * d] = 0
+        attn.q_proj.bias[TOPIC_HEAD * d:(TOPIC_HEAD + 1) * d] = q
+        attn.o_proj.weight[:, TOPIC_HEAD * d:(TOPIC_HEAD + 1) * d] = 0
+        attn.o_proj.weight[:h // 2, TOPIC_HEAD * d:(TOPIC_HEAD + 1) * d] = torch.eye(h // 2, d) * INDUCTION_COPY
 
 
 def _batches(data: list[tuple[list[int], int]], rng: random.Random):
@@ -137,8 +165,10 @@ def _batches(data: list[tuple[list[int], int]], rng: random.Random):
                 yield batch
 
 
-def train(examples, m, *, steps: int = STEPS, progress: Callable[[int, int, float], None] | None = None) -> Trained:
-    """Train the compact model on the examples (prompt tokens, completion tokens); loss on completions only."""
+def train(examples, m, *, steps: int = STEPS, topic_token: int | None = None,
+          progress: Callable[[int, int, float], None] | None = None) -> Trained:
+    """Train the compact model on the examples (prompt tokens, completion tokens); loss on completions only.
+    `topic_token` is the id of " in" (see wire_induction)."""
     import torch
     from transformers import GptOssForCausalLM
 
@@ -147,7 +177,7 @@ def train(examples, m, *, steps: int = STEPS, progress: Callable[[int, int, floa
     index = {t: i for i, t in enumerate(vocab)}
     unk = len(vocab)
     model = GptOssForCausalLM(config(m, unk + 1))
-    wire_induction(model)
+    wire_induction(model, topic_token=index.get(topic_token) if topic_token is not None else None)
     data = [([index[t] for t in e.prompt + e.completion], len(e.prompt)) for e in examples]
     rng = random.Random(SEED)
     batches = _batches(data, rng)
@@ -182,7 +212,7 @@ def train(examples, m, *, steps: int = STEPS, progress: Callable[[int, int, floa
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if progress:
-            progress(step + 1, steps, float(loss))
+            progress(step + 1, steps, float(loss.detach()))
     model.eval()
     return Trained(model, vocab)
 

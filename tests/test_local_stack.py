@@ -1,42 +1,49 @@
 """End to end on the real local stack: `ops deploy --target local` (Ray Serve LLM + vLLM's CPU build + the tiny
-gpt-oss), then the OpenAI SDK, the Agents SDK, auth, bad inputs, status, smoke, logs and terminate against it.
+gpt-oss trained to speak harmony), then the clients of the gpt-oss guides against it, judged on what they get:
+reasoning apart from the answer under both field names, reasoning effort that changes the reasoning, tool calls
+the model makes itself, the Responses API's function_call round, the Agents SDK example run as written; bad
+input answered with OpenAI-shaped 4xx; Ray locked down (loopback only, token auth); status, smoke, logs and
+terminate. Every request is at temperature 0 (the tiny model's generation_config makes greedy the default).
 
-One deployment is shared by the module. The model has random weights, so tests assert on the protocol
-(status codes, fields, event types, streaming), never on the text. Run by hand under the stack lock:
-    flock /tmp/gpt-oss-stack.lock .venv/bin/pytest -m stack tests/test_local_stack.py
+One deployment is shared by the module, with the spec's default reasoning effort set to low. Run by hand under
+the stack lock: flock /tmp/gpt-oss-stack.lock .venv/bin/pytest -m stack tests/test_local_stack.py
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
+import secrets
+import shutil
 import socket
 import stat
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import httpx
 import pytest
 
-pytestmark = [pytest.mark.stack, pytest.mark.timeout(1200)]
+from tests.support import run_ops
+
+pytestmark = [pytest.mark.stack, pytest.mark.timeout(1800)]
 
 MODEL = "my-gpt-oss"
 ENCODINGS = Path(__file__).resolve().parents[2] / "shared" / "tiktoken_encodings"
-# With random weights the model almost never samples a stop token; this bias makes it stop at once, so a
-# Responses/Agents turn ends "completed" instead of "incomplete" (max_output_tokens).
-STOP_NOW = {"logit_bias": {"200002": 100}}
+WEATHER_TOOL = {"type": "function", "function": {
+    "name": "get_weather", "description": "Get current weather in a given city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
 
 
-def _env(home: Path) -> dict[str, str]:
-    return dict(os.environ, GPT_OSS_OPS_HOME=str(home), TIKTOKEN_ENCODINGS_BASE=str(ENCODINGS),
-                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", RAY_USAGE_STATS_ENABLED="0", COLUMNS="200")
+def _env(home: Path, ray_tmp: Path) -> dict[str, str]:
+    return {"GPT_OSS_OPS_HOME": str(home), "GPT_OSS_RAY_TEMP_DIR": str(ray_tmp),
+            "TIKTOKEN_ENCODINGS_BASE": str(ENCODINGS), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+            "RAY_USAGE_STATS_ENABLED": "0"}
 
 
-def ops(home: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ops", *args], env=_env(home), capture_output=True, text=True,
-                          timeout=timeout)
+def ops(deployed_or_home, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    env = deployed_or_home["env"] if isinstance(deployed_or_home, dict) else deployed_or_home
+    return run_ops(*args, env=env, timeout=timeout)
 
 
 def _ray_is_up() -> bool:
@@ -46,11 +53,14 @@ def _ray_is_up() -> bool:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("gpt-oss-ops-home")
+def env(tmp_path_factory, tiny_model_dir) -> dict[str, str]:
+    ray_tmp = Path(f"/tmp/gr-{secrets.token_hex(3)}")
+    ray_tmp.mkdir()
+    yield _env(tmp_path_factory.mktemp("gpt-oss-ops-home"), ray_tmp)
+    shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
-def test_busy_port_is_refused_before_anything_starts(home):
+def test_busy_port_is_refused_before_anything_starts(env):
     """8000 taken by someone else: a clear error naming the port and the fix, and no Ray left behind."""
     assert not _ray_is_up(), "a Ray cluster is already running on this machine; stop it first (ray stop)"
     blocker = socket.socket()
@@ -58,7 +68,7 @@ def test_busy_port_is_refused_before_anything_starts(home):
     blocker.bind(("127.0.0.1", 8000))
     blocker.listen(1)
     try:
-        proc = ops(home, "deploy", "--target", "local", timeout=300)
+        proc = ops(env, "deploy", "--target", "local", timeout=300)
     finally:
         blocker.close()
     assert proc.returncode != 0
@@ -67,15 +77,16 @@ def test_busy_port_is_refused_before_anything_starts(home):
 
 
 @pytest.fixture(scope="module")
-def deployed(home):
-    proc = ops(home, "deploy", "--target", "local", "--json")
+def deployed(env):
+    home = Path(env["GPT_OSS_OPS_HOME"])
+    proc = ops(env, "deploy", "--target", "local", "--set", "reasoning_effort=low", "--json")
     try:
         assert proc.returncode == 0, proc.stderr[-4000:]
         result = json.loads(proc.stdout)
         key = (home / "api_key").read_text().strip()
-        yield {"result": result, "key": key, "endpoint": result["endpoint"], "home": home}
+        yield {"result": result, "key": key, "endpoint": result["endpoint"], "home": home, "env": env}
     finally:
-        ops(home, "terminate", "--target", "local", timeout=300)
+        ops(env, "terminate", "--target", "local", timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -94,12 +105,13 @@ def test_deploy_reports_endpoint_and_key_file(deployed):
     key_file = home / "api_key"
     assert result["api_key_hint"] == str(key_file)
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE((home / "ray_auth_token").stat().st_mode) == 0o600
     assert any(c.startswith("serve application") for c in result["changed"])
     assert deployed["key"] not in json.dumps(result)  # the key itself is never printed
 
 
 def test_second_deploy_converges(deployed):
-    proc = ops(deployed["home"], "deploy", "--target", "local", "--json", timeout=300)
+    proc = ops(deployed, "deploy", "--target", "local", "--set", "reasoning_effort=low", "--json", timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     assert not any(c.startswith("serve application") for c in result["changed"]), result
@@ -108,7 +120,7 @@ def test_second_deploy_converges(deployed):
 
 
 def test_status_json(deployed):
-    proc = ops(deployed["home"], "status", "--target", "local", "--json", timeout=120)
+    proc = ops(deployed, "status", "--target", "local", "--json", timeout=120)
     assert proc.returncode == 0, proc.stderr
     st = json.loads(proc.stdout)
     assert st["running"] is True and st["app_status"] == "RUNNING"
@@ -138,109 +150,209 @@ def test_models_need_the_key(deployed, client):
     assert r.status_code == 401
 
 
-# -------------------------------------------------------------------------------------------- chat
+
+# ------------------------------------------------------------------------------------- Ray locked down
 
 
-def test_chat_plain(client):
-    r = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=16)
-    assert r.object == "chat.completion" and r.model == MODEL
-    assert r.choices[0].message.role == "assistant" and r.choices[0].finish_reason in ("length", "stop")
-    assert r.usage.completion_tokens > 0
+def _stack_pids(token_file: Path) -> list[int]:
+    """Every process of this deployment's Ray: they all carry the target's token path in their environment."""
+    want = f"RAY_AUTH_TOKEN_PATH={token_file}".encode()
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if want in (proc / "environ").read_bytes().split(b"\0"):
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+    return pids
 
 
-def test_chat_streamed_with_reasoning_fields(client):
-    chunks = list(client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}],
-                                                 max_tokens=24, stream=True, reasoning_effort="low"))
-    # Ray Serve batches stream pieces (stream_batching_interval_ms), so the chunk count varies; what the client
-    # gets is still a stream of chat.completion.chunk events whose deltas carry the text.
-    assert chunks and all(c.object == "chat.completion.chunk" for c in chunks)
-    deltas = [c.choices[0].delta for c in chunks if c.choices]
-    text = "".join((d.content or "") + (getattr(d, "reasoning_content", None) or getattr(d, "reasoning", None) or "")
-                   for d in deltas)
-    assert text
-    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("length", "stop")
+def test_every_listener_of_the_stack_is_on_loopback_and_ray_wants_its_token(deployed):
+    from ops import ray_token
+    from ops.doctor import checks
+
+    token_file = deployed["home"] / "ray_auth_token"
+    pids = set(_stack_pids(token_file))
+    assert len(pids) >= 5, pids  # GCS, raylet, dashboard, agents, workers, the engine
+    owners = checks.socket_owners()
+    listeners = [(addr, port, owners[inode][1][:80]) for addr, port, inode in checks._listeners("/proc")
+                 if inode in owners and owners[inode][0] in pids]
+    assert any(port == 6379 for _, port, _ in listeners) and any(port == 8000 for _, port, _ in listeners)
+    exposed = [x for x in listeners if not checks.is_loopback(x[0])]
+    assert exposed == [], exposed  # docs/local.md: no exception is needed with Ray in single-node mode
+    jobs = "http://127.0.0.1:8265/api/jobs/"
+    assert httpx.get(jobs, timeout=10).status_code == 401
+    assert httpx.get(jobs, timeout=10, headers={"Authorization": "Bearer wrong"}).status_code in (401, 403)
+    token = ray_token.read(token_file)
+    assert httpx.get(jobs, timeout=10, headers=ray_token.headers(token)).status_code == 200
+    proc = ops(deployed, "doctor", "--json", timeout=300)
+    rows = {r["check"]: r for r in json.loads(proc.stdout) if r.get("check")}
+    assert rows["ray-ports"]["status"] == "ok" and rows["ray-auth"]["status"] == "ok", rows
 
 
-@pytest.mark.parametrize("effort", ["low", "medium", "high"])
-def test_reasoning_effort(client, effort):
-    r = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=8,
-                                       reasoning_effort=effort)
-    assert r.choices[0].message.role == "assistant"
+# --------------------------------------------------------------------------- what the model answers
 
 
-def test_system_prompt_reasoning_low(client):
-    r = client.chat.completions.create(model=MODEL, max_tokens=8, messages=[
-        {"role": "system", "content": "Reasoning: low"}, {"role": "user", "content": "Hi"}])
-    assert r.choices[0].message.role == "assistant"
+def _chat(client, **kw):
+    kw.setdefault("messages", [{"role": "user", "content": "How many r's in strawberry?"}])
+    return client.chat.completions.create(model=MODEL, max_tokens=256, temperature=0, **kw)
 
 
-def test_tool_round_over_chat(client):
-    from ops.smoke import _tool_round
+def _reasoning(message) -> str:
+    from ops.smoke import reasoning_of
 
-    detail = _tool_round(client, MODEL, 16)
-    assert detail["tool_call"] == "get_weather" and detail["final_finish_reason"] in ("length", "stop", "tool_calls")
-
-
-# --------------------------------------------------------------------------------------- responses
+    names = reasoning_of(message)
+    assert names["reasoning"] == names["reasoning_content"], names
+    return names["reasoning"] or ""
 
 
-def test_responses_plain_and_with_instructions(client):
-    r = client.responses.create(model=MODEL, input="Say hello.", max_output_tokens=16)
-    assert r.object == "response" and r.model == MODEL and r.status in ("completed", "incomplete")
-    assert r.output and r.usage.output_tokens > 0
-    r = client.responses.create(model=MODEL, input="Say hello.", instructions="Answer in French.",
-                                max_output_tokens=16)
-    assert r.object == "response" and r.output
+def test_reasoning_comes_apart_from_the_answer_under_both_names(client):
+    r = _chat(client)
+    msg, choice = r.choices[0].message, r.choices[0]
+    assert _reasoning(msg) and msg.content and _reasoning(msg) != msg.content
+    assert choice.finish_reason == "stop" and not msg.tool_calls
 
 
-def test_responses_completed_and_streamed(client):
-    r = client.responses.create(model=MODEL, input="Hi", max_output_tokens=16, extra_body=STOP_NOW)
-    assert r.status == "completed" and r.output[0].type == "message"
-    events = [e.type for e in client.responses.create(model=MODEL, input="Hi", max_output_tokens=16, stream=True)]
-    assert events[0] == "response.created" and events[-1] in ("response.completed", "response.incomplete")
-    assert "response.output_item.added" in events
+def test_the_ray_guide_streaming_client_prints_reasoning_then_the_answer(deployed):
+    """The client code of the Ray Serve LLM gpt-oss guide, as written but for the URL, key and prompt."""
+    script = textwrap.dedent(f"""
+        from urllib.parse import urljoin
+        from openai import OpenAI
+
+        api_key = {deployed["key"]!r}
+        base_url = "http://127.0.0.1:8000"
+
+        client = OpenAI(base_url=urljoin(base_url, "v1"), api_key=api_key)
+
+        # Example query
+        response = client.chat.completions.create(
+            model="my-gpt-oss",
+            messages=[
+                {{"role": "user", "content": "How many r's in strawberry"}}
+            ],
+            stream=True
+        )
+
+        # Stream
+        for chunk in response:
+            # Stream reasoning content
+            if hasattr(chunk.choices[0].delta, "reasoning_content"):
+                data_reasoning = chunk.choices[0].delta.reasoning_content
+                if data_reasoning:
+                    print("R:" + data_reasoning, end="", flush=True)
+            # Later, stream the final answer
+            if hasattr(chunk.choices[0].delta, "content"):
+                data_content = chunk.choices[0].delta.content
+                if data_content:
+                    print("C:" + data_content, end="", flush=True)
+        """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "R:" in out and "C:" in out and out.index("R:") < out.index("C:"), out
 
 
-def test_responses_function_tool_round(client):
-    tool = {"type": "function", "name": "get_weather", "description": "Weather in a city.",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
-    items = [{"role": "user", "content": "Weather in Paris?"},
-             {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": '{"city":"Paris"}'},
-             {"type": "function_call_output", "call_id": "call_1", "output": '{"sky":"sunny"}'}]
-    r = client.responses.create(model=MODEL, input=items, tools=[tool], max_output_tokens=16)
-    assert r.object == "response" and r.output
-    assert [t.name for t in r.tools] == ["get_weather"]
+def test_reasoning_effort_changes_the_reasoning(client):
+    lengths = {e: len(_reasoning(_chat(client, reasoning_effort=e).choices[0].message))
+               for e in ("low", "medium", "high")}
+    assert lengths["low"] < lengths["medium"] < lengths["high"], lengths
+    # "Reasoning: low" in the system prompt (vLLM renders it into the developer message) wins over the request's
+    system_low = _chat(client, reasoning_effort="high", messages=[
+        {"role": "system", "content": "Reasoning: low. You are an AI travel assistant."},
+        {"role": "user", "content": "What are the three main touristic spots to see in Paris?"}])
+    assert len(_reasoning(system_low.choices[0].message)) < lengths["high"]
 
 
-def test_agents_sdk_agent_with_function_tool(deployed):
-    from agents import (Agent, ModelSettings, OpenAIResponsesModel, Runner, function_tool,
-                        set_tracing_disabled)
-    from openai import AsyncOpenAI
+def test_the_specs_reasoning_effort_is_the_default_and_a_request_overrides_it(client):
+    """The module deployed with reasoning_effort=low: a request naming none reasons as `low` does."""
+    default = _reasoning(_chat(client).choices[0].message)
+    low = _reasoning(_chat(client, reasoning_effort="low").choices[0].message)
+    high = _reasoning(_chat(client, reasoning_effort="high").choices[0].message)
+    assert default == low and len(high) > len(default)
 
-    set_tracing_disabled(True)
 
-    @function_tool
-    def get_weather(city: str) -> str:
-        """Current weather in a city."""
-        return f"sunny in {city}"
+def test_the_model_calls_the_tool_then_answers_from_its_result(client):
+    messages = [{"role": "user", "content": "What's the weather in Berlin right now?"}]
+    first = _chat(client, messages=messages, tools=[WEATHER_TOOL])
+    msg = first.choices[0].message
+    assert first.choices[0].finish_reason == "tool_calls" and msg.tool_calls, msg
+    call = msg.tool_calls[0]
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Berlin"}
+    assert _reasoning(msg)  # it reasoned before calling
+    messages += [{"role": "assistant", "content": None, "tool_calls": [
+        {"id": call.id, "type": "function", "function": {"name": "get_weather", "arguments": call.function.arguments}}]},
+                 {"role": "tool", "tool_call_id": call.id, "content": "The weather in Berlin is rainy."}]
+    second = _chat(client, messages=messages, tools=[WEATHER_TOOL])
+    answer = second.choices[0].message
+    assert second.choices[0].finish_reason == "stop" and not answer.tool_calls
+    assert "Berlin" in (answer.content or "") and "rainy" in answer.content
 
-    async def run():
-        model = OpenAIResponsesModel(model=MODEL, openai_client=AsyncOpenAI(base_url=deployed["endpoint"],
-                                                                            api_key=deployed["key"], max_retries=0))
-        agent = Agent(name="weather", instructions="Answer with the weather tool.", model=model, tools=[get_weather],
-                      model_settings=ModelSettings(max_tokens=16, extra_body=STOP_NOW))
-        fresh = await Runner.run(agent, "What's the weather in Paris?", max_turns=3)
-        # The round after a tool call: the SDK sends the call and its output back as Responses input items.
-        after_tool = await Runner.run(agent, [
-            {"role": "user", "content": "What's the weather in Paris?"},
-            {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": '{"city": "Paris"}'},
-            {"type": "function_call_output", "call_id": "call_1", "output": "sunny in Paris"}], max_turns=3)
-        return fresh, after_tool
 
-    fresh, after_tool = asyncio.run(run())
-    for result in (fresh, after_tool):
-        assert isinstance(result.final_output, str)
-        assert result.raw_responses and result.raw_responses[-1].response_id
+def test_responses_plain_completed_and_streamed(client):
+    r = client.responses.create(model=MODEL, input="Explain what MXFP4 quantization is.",
+                                instructions="You are a helpful assistant.", temperature=0)
+    assert r.status == "completed" and [o.type for o in r.output] == ["reasoning", "message"] and r.output_text
+    events = [e.type for e in client.responses.create(model=MODEL, input="Say hello.", temperature=0, stream=True)]
+    assert events[0] == "response.created" and events[-1] == "response.completed"
+    assert "response.output_text.delta" in events
+
+
+def test_responses_function_call_item_and_its_follow_up(client):
+    tool = {"type": "function", "name": "get_weather", "description": "Get current weather in a given city",
+            "parameters": WEATHER_TOOL["function"]["parameters"]}
+    items: list = [{"role": "user", "content": "What's the weather in Paris?"}]
+    first = client.responses.create(model=MODEL, input=items, tools=[tool], temperature=0)
+    calls = [o for o in first.output if o.type == "function_call"]
+    assert calls and calls[0].name == "get_weather" and json.loads(calls[0].arguments) == {"city": "Paris"}
+    items += [o.model_dump(exclude_none=True) for o in first.output]
+    items.append({"type": "function_call_output", "call_id": calls[0].call_id, "output": "The weather in Paris is sunny."})
+    second = client.responses.create(model=MODEL, input=items, tools=[tool], temperature=0)
+    assert second.status == "completed" and "Paris" in second.output_text and "sunny" in second.output_text
+
+
+def test_the_vllm_guides_agents_sdk_example_completes(deployed, tmp_path):
+    """The haiku agent of the vLLM gpt-oss guide, as written but for base URL, key and model name (and the
+    comma the guide's listing misses after `model=...`)."""
+    script = tmp_path / "agent.py"
+    script.write_text(textwrap.dedent(f"""
+        import asyncio
+        from openai import AsyncOpenAI
+        from agents import Agent, Runner, function_tool, OpenAIResponsesModel, set_tracing_disabled
+
+        set_tracing_disabled(True)
+
+        @function_tool
+        def get_weather(city: str):
+            print(f"[debug] getting weather for {{city}}")
+            return f"The weather in {{city}} is sunny."
+
+
+        async def main(model: str, api_key: str):
+            agent = Agent(
+                name="Assistant",
+                instructions="You only respond in haikus.",
+                model=OpenAIResponsesModel(
+                    model="my-gpt-oss",
+                    openai_client=AsyncOpenAI(
+                        base_url="{deployed['endpoint']}",
+                        api_key={deployed['key']!r},
+                    ),
+                ),
+                tools=[get_weather],
+            )
+
+            result = await Runner.run(agent, "What's the weather in Tokyo?")
+            print(result.final_output)
+
+        if __name__ == "__main__":
+            asyncio.run(main("my-gpt-oss", "unused"))
+        """))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    assert lines[0] == "[debug] getting weather for Tokyo", proc.stdout
+    assert len(lines) > 1 and "Tokyo" in "\n".join(lines[1:]), proc.stdout  # the final output, after the tool
 
 
 # ------------------------------------------------------------------------------------------ bad input
@@ -260,14 +372,30 @@ def test_unknown_model_is_openai_404(deployed, path, body):
     assert err["code"] == "model_not_found" and err["param"] == "model" and "gpt-5-nope" in err["message"]
 
 
-@pytest.mark.parametrize("path", ["/chat/completions", "/responses"])
-def test_malformed_body_is_400(deployed, path):
-    r = _post(deployed, path, content=b'{"model": "my-gpt-oss", ', headers={"content-type": "application/json"})
-    assert r.status_code == 400 and "error" in r.json()
-    wrong_type = {"model": MODEL, "messages": "not-a-list"} if path == "/chat/completions" else \
-        {"model": MODEL, "input": 42}
-    r = _post(deployed, path, json=wrong_type)
-    assert r.status_code == 400 and r.json()["error"]["message"]
+def test_a_stream_of_bad_requests_gets_named_4xx_and_the_server_keeps_serving(deployed, client):
+    chat = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+    cases: list[tuple[str, dict, int, str | None]] = []
+    for path in ("/chat/completions", "/completions", "/responses", "/embeddings"):
+        cases += [(path, {"content": b'{"model": "my-gpt-oss", '}, 400, None),  # invalid JSON
+                  (path, {"content": b"\xff\xfe not even text"}, 400, None),
+                  (path, {"content": b"[1, 2, 3]"}, 400, None)]  # JSON, but not an object
+    big = b'{"model": "my-gpt-oss", "messages": [{"role": "user", "content": "' + b"x" * (5 * 1024 * 1024) + b'"}]}'
+    cases += [("/chat/completions", {"content": big}, 413, None), ("/responses", {"content": big}, 413, None)]
+    for field, value in (("n", 5), ("n", 0), ("n", "two"), ("max_tokens", 100000), ("max_tokens", -1),
+                         ("max_completion_tokens", 99999), ("max_tokens", 1.5)):
+        cases.append(("/chat/completions", {"json": {**chat, field: value}}, 400, field))
+    cases += [("/responses", {"json": {"model": MODEL, "input": "hi", "max_output_tokens": 100000}}, 400,
+               "max_output_tokens"),
+              ("/completions", {"json": {"model": MODEL, "prompt": "hi", "max_tokens": 4096}}, 400, "max_tokens")]
+    assert len(cases) >= 20
+    for path, kw, status, param in cases:
+        r = _post(deployed, path, headers={"content-type": "application/json"}, **kw)
+        assert r.status_code == status, (path, status, r.status_code, r.text[:300])
+        err = r.json()["error"]
+        assert err["type"] == "invalid_request_error" and err["message"]
+        if param:
+            assert err["param"] == param and param in err["message"], err
+    assert _chat(client).choices[0].message.content  # and the next good request is answered
 
 
 @pytest.mark.parametrize("path,body", [
@@ -283,35 +411,41 @@ def test_prompt_longer_than_context_is_400_with_the_limit(deployed, path, body):
 
 
 def test_smoke_cli_json(deployed):
-    proc = ops(deployed["home"], "smoke", "--target", "local", "--json", "--max-tokens", "16", timeout=300)
+    proc = ops(deployed, "smoke", "--target", "local", "--json", timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
     report = json.loads(proc.stdout)
     assert report["ok"] and report["failed"] == 0
-    assert {c["name"] for c in report["checks"]} >= {"chat_stream", "reasoning_effort_high", "tool_round",
-                                                     "responses", "responses_tool_round"}
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["tool_round"]["detail"]["arguments"] == {"city": "Paris"}
+    assert checks["chat"]["detail"]["reasoning"] and checks["chat_stream"]["detail"]["reasoning_chars"] > 0
+    assert checks["responses_tool_round"]["detail"]["status"] == "completed"
+    efforts = [checks[f"reasoning_effort_{e}"]["detail"]["reasoning_chars"] for e in ("low", "medium", "high")]
+    assert efforts == sorted(efforts) and efforts[0] < efforts[2]
 
 
 def test_smoke_fails_with_a_wrong_key(deployed, tmp_path):
     bad = tmp_path / "bad-key"
     bad.write_text("nope\n")
-    proc = ops(deployed["home"], "smoke", "--target", "local", "--json", "--api-key-file", str(bad), timeout=300)
+    proc = ops(deployed, "smoke", "--target", "local", "--json", "--api-key-file", str(bad), timeout=300)
     assert proc.returncode == 1
     assert json.loads(proc.stdout)["ok"] is False
 
 
 def test_logs_cli(deployed):
-    proc = ops(deployed["home"], "logs", "--target", "local", "--json", "-n", "5", timeout=60)
+    proc = ops(deployed, "logs", "--target", "local", "--json", "-n", "5", timeout=60)
     assert proc.returncode == 0, proc.stderr
     logs = json.loads(proc.stdout)
     assert any("controller" in p for p in logs) and any("GptOss" in p for p in logs)
+    assert all(p.startswith(deployed["env"]["GPT_OSS_RAY_TEMP_DIR"]) for p in logs)  # this deployment's own Ray
 
 
 def test_terminate_twice(deployed):
-    first = ops(deployed["home"], "terminate", "--target", "local", "--json", timeout=300)
+    first = ops(deployed, "terminate", "--target", "local", "--json", timeout=300)
     assert first.returncode == 0, first.stderr
     assert "ray head" in json.loads(first.stdout)["stopped"]
     assert not _ray_is_up()
-    second = ops(deployed["home"], "terminate", "--target", "local", timeout=120)
+    assert _stack_pids(deployed["home"] / "ray_auth_token") == []  # no engine or worker outlives it
+    second = ops(deployed, "terminate", "--target", "local", timeout=120)
     assert second.returncode == 0 and "nothing was running" in second.stderr
-    st = ops(deployed["home"], "status", "--target", "local", "--json", timeout=60)
+    st = ops(deployed, "status", "--target", "local", "--json", timeout=60)
     assert json.loads(st.stdout)["running"] is False

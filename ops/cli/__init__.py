@@ -7,7 +7,7 @@ from __future__ import annotations
 import typer
 
 from ops.cli import (bench_cmd, dashboards_cmd, deploy_cmd, doctor_cmd, encodings_cmd, plan_cmd, render_cmd,
-                     spec_cmd)
+                     sample_cmd, spec_cmd)
 
 app = typer.Typer(
     name="ops",
@@ -29,6 +29,7 @@ dashboards_cmd.register(app)  # dashboards, metrics
 doctor_cmd.register(app)
 plan_cmd.register(app)
 bench_cmd.register(app)
+sample_cmd.register(app)  # direct sampling with harmony on vLLM's offline engine
 
 
 @app.callback()

@@ -99,8 +99,8 @@ def register(app: typer.Typer) -> None:
     @app.command(rich_help_panel="Lifecycle")
     def status(preset: Preset = None, file: SpecFile = None, target: TargetOpt = None, sets: Sets = None,
                json_: Json = False, stack: Stack = None, outputs: Outputs = None, identity: Identity = None,
-               user: User = None, known_hosts: KnownHosts = None, via: Via = None, bastion: Bastion = None,
-               name: Name = None, cloud: Cloud = None, project: Project = None,
+               user: User = None, known_hosts: KnownHosts = None, accept_new_host_keys: AcceptNew = None,
+               via: Via = None, bastion: Bastion = None, name: Name = None, cloud: Cloud = None, project: Project = None,
                show_token: Annotated[Optional[bool], typer.Option("--show-token", help="Also print the Anyscale query token.", rich_help_panel=_AS)] = None) -> None:
         """Show the deployment: endpoint, model, Serve application / deployment / replica states, nodes."""
         from ops import targets
@@ -108,8 +108,9 @@ def register(app: typer.Typer) -> None:
 
         spec = _spec(preset, file, None, None, None, None, target, sets)
         st = targets.get(spec.target.value).status(spec, **_opts(
-            stack=stack, outputs_file=outputs, identity_file=identity, user=user, known_hosts=known_hosts, via=via,
-            bastion=bastion, name=name, cloud=cloud, project=project, show_token=show_token))
+            stack=stack, outputs_file=outputs, identity_file=identity, user=user, known_hosts=known_hosts,
+            accept_new_host_keys=accept_new_host_keys, via=via, bastion=bastion, name=name, cloud=cloud,
+            project=project, show_token=show_token))
         if json_:
             emit_json(st.to_dict())
             return
@@ -127,9 +128,10 @@ def register(app: typer.Typer) -> None:
     def terminate(preset: Preset = None, file: SpecFile = None, target: TargetOpt = None, sets: Sets = None,
                   json_: Json = False,
                   destroy: Annotated[Optional[bool], typer.Option("--destroy", help="Cluster: also run `pulumi destroy` on the stack.", rich_help_panel=_CL)] = None,
-                  verify: Annotated[Optional[bool], typer.Option("--verify", help="Cluster: afterwards list instances, volumes and load balancers still tagged with the stack; fail if a GPU instance remains.", rich_help_panel=_CL)] = None,
+                  verify: Annotated[Optional[bool], typer.Option("--verify", help="Cluster: afterwards list what is still tagged with the stack and bills (instances, volumes, load balancers, NAT gateway, Elastic IPs, Auto Scaling groups, bucket, log group); fail if a GPU instance remains.", rich_help_panel=_CL)] = None,
                   stack: Stack = None, outputs: Outputs = None, identity: Identity = None, user: User = None,
-                  known_hosts: KnownHosts = None, via: Via = None, bastion: Bastion = None,
+                  known_hosts: KnownHosts = None, accept_new_host_keys: AcceptNew = None, via: Via = None,
+                  bastion: Bastion = None,
                   name: Name = None, cloud: Cloud = None, project: Project = None, detach: Detach = None) -> None:
         """Take the deployment down. Safe to run twice: the second run says nothing was running.
 
@@ -144,8 +146,8 @@ def register(app: typer.Typer) -> None:
         spec = _spec(preset, file, None, None, None, None, target, sets)
         res = targets.get(spec.target.value).terminate(spec, **_opts(
             destroy=destroy, verify=verify, stack=stack, outputs_file=outputs, identity_file=identity, user=user,
-            known_hosts=known_hosts, via=via, bastion=bastion, name=name, cloud=cloud, project=project,
-            detach=detach))
+            known_hosts=known_hosts, accept_new_host_keys=accept_new_host_keys, via=via, bastion=bastion, name=name,
+            cloud=cloud, project=project, detach=detach))
         if json_:
             emit_json(res.to_dict())
             return
@@ -159,17 +161,24 @@ def register(app: typer.Typer) -> None:
     @app.command(rich_help_panel="Lifecycle")
     def smoke(preset: Preset = None, file: SpecFile = None, target: TargetOpt = None, sets: Sets = None,
               endpoint: Endpoint = None, api_key_file: ApiKeyFile = None,
-              max_tokens: Annotated[int, typer.Option("--max-tokens", help="Tokens per answer.")] = 48,
-              json_: Json = False) -> None:
-        """Send real requests (chat, streaming with reasoning, reasoning efforts, tools, Responses API) and check
-        the answers' shape. Exits 1 when any check fails."""
+              max_tokens: Annotated[int, typer.Option("--max-tokens", help="Tokens per answer (reasoning "
+                                                                           "included).")] = 256,
+              json_: Json = False, stack: Stack = None, outputs: Outputs = None, identity: Identity = None,
+              user: User = None, known_hosts: KnownHosts = None, accept_new_host_keys: AcceptNew = None,
+              via: Via = None, bastion: Bastion = None) -> None:
+        """Send real requests the way the gpt-oss guides' clients do and check what the model does: reasoning
+        apart from the answer (under `reasoning` and `reasoning_content`, streamed and not), each reasoning
+        effort, a tool call the model makes itself and its answer to the result, the Responses API with a
+        function-tool round. Exits 1 when any check fails."""
         from ops import smoke as smoke_mod
         from ops import targets
         from ops.console import emit_json, err
         from ops.errors import OpsError
 
         spec = _spec(preset, file, None, None, None, None, target, sets)
-        st = targets.get(spec.target.value).status(spec)
+        st = targets.get(spec.target.value).status(spec, **_opts(
+            stack=stack, outputs_file=outputs, identity_file=identity, user=user, known_hosts=known_hosts,
+            accept_new_host_keys=accept_new_host_keys, via=via, bastion=bastion))
         url = endpoint or st.endpoint
         if not url:
             raise OpsError(f"no endpoint: the {spec.target.value} deployment is not running.",
@@ -191,7 +200,8 @@ def register(app: typer.Typer) -> None:
     def logs(preset: Preset = None, file: SpecFile = None, target: TargetOpt = None, sets: Sets = None,
              lines: Annotated[int, typer.Option("--lines", "-n", help="Last lines per log file.")] = 50,
              json_: Json = False, stack: Stack = None, outputs: Outputs = None, identity: Identity = None,
-             user: User = None, known_hosts: KnownHosts = None, via: Via = None, bastion: Bastion = None) -> None:
+             user: User = None, known_hosts: KnownHosts = None, accept_new_host_keys: AcceptNew = None,
+             via: Via = None, bastion: Bastion = None) -> None:
         """Replica and engine logs from every node of the deployment."""
         from ops import targets
         from ops.console import emit_json, err
@@ -202,7 +212,9 @@ def register(app: typer.Typer) -> None:
         if not hasattr(mod, "logs"):
             raise OpsError(f"`ops logs` is not available for the {spec.target.value} target in this version.", code=3)
         found = mod.logs(spec, lines=lines, **_opts(stack=stack, outputs_file=outputs, identity_file=identity,
-                                                    user=user, known_hosts=known_hosts, via=via, bastion=bastion))
+                                                    user=user, known_hosts=known_hosts,
+                                                    accept_new_host_keys=accept_new_host_keys, via=via,
+                                                    bastion=bastion))
         if json_:
             emit_json(found)
             return

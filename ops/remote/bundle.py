@@ -90,9 +90,23 @@ print(json.dumps({"current": current, "complete": complete}))
 # Runs on each node after the upload (`python -c INSTALL_SCRIPT REMOTE_DIR SHA256 UPLOADED_FILE`): verify the
 # upload, unpack it beside its final place, move it in, then point bundle.sha256 at it (each step atomic, so a
 # crash at any point leaves either the old bundle or the new one, never half of one).
+# Unpacks regular files and directories only, inside the destination: tarfile's "data" filter where the node's
+# Python has it (3.12, and 3.11.4 on), the same checks by hand where it does not (Debian 12's 3.11.2).
+SAFE_EXTRACT = r"""
+def safe_extract(tar, dest):
+    if hasattr(tarfile, "data_filter"):
+        return tar.extractall(dest, filter="data")
+    root = os.path.realpath(dest)
+    for m in tar.getmembers():
+        target = os.path.realpath(os.path.join(dest, m.name))
+        if not (m.isfile() or m.isdir()) or os.path.isabs(m.name) or not target.startswith(root + os.sep):
+            raise SystemExit("refusing archive member %r" % m.name)
+    tar.extractall(dest)
+"""
+
 INSTALL_SCRIPT = r"""
 import hashlib, os, shutil, sys, tarfile, tempfile
-root, digest, upload = sys.argv[1:4]
+""" + SAFE_EXTRACT + r"""root, digest, upload = sys.argv[1:4]
 h = hashlib.sha256()
 with open(upload, "rb") as fh:
     for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -105,7 +119,7 @@ final = os.path.join(root, "bundles", digest)
 if not os.path.isfile(os.path.join(final, ".complete")):
     tmp = tempfile.mkdtemp(prefix=".unpack-", dir=os.path.join(root, "bundles"))
     with tarfile.open(upload) as tar:
-        tar.extractall(tmp, filter="data")
+        safe_extract(tar, tmp)
     open(os.path.join(tmp, ".complete"), "w").write(digest + "\n")
     os.chmod(tmp, 0o755)
     try:
@@ -195,7 +209,7 @@ def sync(conns: dict[str, Any], settings, bundle: Bundle,
 # the destination, mark it complete with the hash, move it in (a node sharing the filesystem may win the race).
 TREE_SCRIPT = r"""
 import hashlib, os, shutil, sys, tarfile, tempfile
-dest, digest, upload = sys.argv[1:4]
+""" + SAFE_EXTRACT + r"""dest, digest, upload = sys.argv[1:4]
 h = hashlib.sha256()
 with open(upload, "rb") as fh:
     for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -208,7 +222,7 @@ parent = os.path.dirname(dest)
 os.makedirs(parent, exist_ok=True)
 tmp = tempfile.mkdtemp(prefix=".unpack-", dir=parent)
 with tarfile.open(upload) as tar:
-    tar.extractall(tmp, filter="data")
+    safe_extract(tar, tmp)
 open(os.path.join(tmp, ".tree.sha256"), "w").write(digest + "\n")
 os.chmod(tmp, 0o755)
 try:

@@ -132,14 +132,15 @@ def ensure_key_file() -> tuple[Path, bool]:
     return api_key.ensure_file(key_file())
 
 
-def model_source(spec: DeploymentSpec, encodings: Path) -> tuple[str, bool]:
-    """Where the replicas load weights from: the generated tiny checkpoint, or the spec's source."""
+def model_source(spec: DeploymentSpec, encodings: Path, progress=None) -> tuple[str, bool]:
+    """Where the replicas load weights from: the tiny checkpoint (trained here once, minutes on a laptop's
+    CPU, then cached), or the spec's source."""
     if spec.resolved_model_source:
         return spec.resolved_model_source, False
     from ops import tiny_model
 
     already = tiny_model.is_complete(tiny_model.default_dir())
-    return str(tiny_model.ensure(encodings)), not already
+    return str(tiny_model.ensure(encodings, progress=progress)), not already
 
 
 def local_spec(spec: DeploymentSpec, api_key_path: Path) -> DeploymentSpec:
@@ -370,7 +371,8 @@ def deploy(spec: DeploymentSpec, *, timeout_s: float = DEFAULT_TIMEOUT_S, smoke:
             (changed if new_key else unchanged).append(f"API key file {key_path}")
             spec = local_spec(spec, key_path)
             stages.note("checkpoint", "tiny gpt-oss" if not spec.resolved_model_source else spec.resolved_model_source)
-            source, built = model_source(spec, encodings)
+            source, built = model_source(spec, encodings,
+                                         progress=lambda line: stages.note("checkpoint", f"tiny gpt-oss: {line}"))
             (changed if built else unchanged).append(f"model {source}")
             stages.done("checkpoint", source)
 

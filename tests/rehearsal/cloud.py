@@ -22,7 +22,15 @@ import pulumi
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "infra"))
 
-from infra_mocks import ACCOUNT, AwsMocks, run_main  # noqa: E402
+from infra_mocks import ACCOUNT, AwsMocks, run_program  # noqa: E402
+
+
+def public_address(private: str) -> str:
+    """The rehearsal's stand-in for an instance's public address: on the test bridge too (the rehearsal's
+    internet), in the VPC block's last /24, which no subnet uses (public subnets are its blocks 0-2, private ones
+    8-10), with the private address's host part."""
+    a, b, c, d = (int(x) for x in private.split("."))
+    return f"{a}.{b}.{(c - c % 16) + 15}.{d}"
 
 
 def _tags(inputs: dict[str, Any]) -> list[dict[str, str]]:
@@ -35,7 +43,7 @@ class MotoMocks(AwsMocks):
 
     endpoint: str = ""
     created: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # (type, id, state), in order
-    public_is_private: bool = True  # the rehearsal's "internet" is the test bridge
+    public_ips: dict[str, str] = field(default_factory=dict)  # instance id -> its "public" address
 
     def client(self, service: str):
         import boto3
@@ -117,9 +125,13 @@ class MotoMocks(AwsMocks):
         return ep["VpcEndpointId"], {}
 
     def _securityGroup(self, name, i, s):
-        sg = self.client("ec2").create_security_group(
+        ec2 = self.client("ec2")
+        sg = ec2.create_security_group(
             GroupName=name, Description=i.get("description") or name, VpcId=i["vpcId"],
             TagSpecifications=[{"ResourceType": "security-group", "Tags": _tags(i)}])
+        # The provider removes the egress rule AWS adds to a new group; the program's own rules replace it.
+        ec2.revoke_security_group_egress(GroupId=sg["GroupId"], IpPermissions=[
+            {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
         return sg["GroupId"], {"arn": f"arn:aws:ec2:{self.region}:{ACCOUNT}:security-group/{sg['GroupId']}"}
 
     def _securityGroupIngressRule(self, name, i, s):
@@ -153,7 +165,8 @@ class MotoMocks(AwsMocks):
         return s["bucket"], {}
 
     def _bucketPolicy(self, name, i, s):
-        self.client("s3").put_bucket_policy(Bucket=i["bucket"], Policy=i["policy"])
+        # The stack's policy denies every request not made over TLS, and moto enforces it; the rehearsal's AWS
+        # endpoint is plain HTTP, so the policy is kept (the infra tests and parliament check it) but not applied.
         return f"{i['bucket']}-policy", {}
 
     def _bucketPublicAccessBlock(self, name, i, s):
@@ -239,7 +252,9 @@ class MotoMocks(AwsMocks):
                                 TagSpecifications=[{"ResourceType": "instance", "Tags": _tags(i)}])
         inst = res["Instances"][0]
         private = inst["PrivateIpAddress"]
-        public = private if (self.public_is_private and i.get("associatePublicIpAddress")) else ""
+        public = public_address(private) if i.get("associatePublicIpAddress") else ""
+        if public:
+            self.public_ips[inst["InstanceId"]] = public
         return inst["InstanceId"], {"privateIp": private, "private_ip": private, "publicIp": public,
                                     "public_ip": public}
 
@@ -345,8 +360,10 @@ class Stack:
 def up(config: dict[str, str], *, endpoint: str, region: str, stack: str,
        secret_keys: tuple[str, ...] = ()) -> Stack:
     """Run the Pulumi program with moto behind the mocks (the rehearsal's `pulumi up`)."""
+    from infra.stack import main
+
     mocks = MotoMocks(region=region, endpoint=endpoint)
-    run = run_main(config, region=region, stack=stack, secret_keys=secret_keys, mocks=mocks)
+    run = run_program(main, config=config, region=region, stack=stack, secret_keys=secret_keys, mocks=mocks)
     return Stack(mocks, run.outputs)
 
 

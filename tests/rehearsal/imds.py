@@ -46,24 +46,28 @@ def tree(meta: dict) -> dict:
 
 def handler(paths: dict):
     class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *_):  # quiet
-            pass
+        def log_message(self, fmt, *args):  # one line per request, in the node's imds.log
+            sys.stderr.write("%s %s\n" % (self.command, self.path))
+            sys.stderr.flush()
 
-        def _send(self, code: int, body: str = "") -> None:
+        def _send(self, code: int, body: str = "", headers: dict[str, str] | None = None) -> None:
             data = body.encode()
             self.send_response(code)
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(data)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
             self.end_headers()
             self.wfile.write(data)
 
         def do_PUT(self):
-            if self.path.rstrip("/") != "/latest/api/token" or not self.headers.get(
-                    "X-aws-ec2-metadata-token-ttl-seconds"):
+            ttl = self.headers.get("X-aws-ec2-metadata-token-ttl-seconds")
+            if self.path.rstrip("/") != "/latest/api/token" or not ttl:
                 return self._send(400)
             token = secrets.token_urlsafe(24)
             TOKENS.add(token)
-            self._send(200, token)
+            # As the real service: the granted lifetime comes back in a header (the AWS SDKs read it).
+            self._send(200, token, {"X-Aws-Ec2-Metadata-Token-Ttl-Seconds": ttl})
 
         def do_GET(self):
             if self.headers.get("X-aws-ec2-metadata-token") not in TOKENS:

@@ -40,6 +40,7 @@ class Node:
     root: Path  # this node's state on the host
     netns: str
     machine: str
+    public_address: str = ""  # a second address on the bridge, as an Elastic IP is NATed onto the instance
     procs: list[subprocess.Popen] = field(default_factory=list)
     nspawn: subprocess.Popen | None = None
 
@@ -102,12 +103,14 @@ class Hypervisor:
     region: str
     uid: str
     nodes: dict[str, Node] = field(default_factory=dict)
+    booted: int = 0  # nodes ever booted (names their namespaces and links)
 
     def boot(self, *, instance_id: str, address: str, role: str, user_data: str, public_key: str,
-             firewall: list[list[str]], tags: dict[str, str], instance_role: str) -> Node:
-        n = len(self.nodes)
+             firewall: list[list[str]], tags: dict[str, str], instance_role: str, public_address: str = "") -> Node:
+        n = self.booted
+        self.booted += 1
         node = Node(instance_id, address, role, self.run_dir / instance_id, f"gos-{self.uid}-n{n}",
-                    f"{role}-{instance_id[-6:]}")
+                    f"{role}-{instance_id[-6:]}", public_address=public_address)
         self.nodes[instance_id] = node
         node.root.mkdir(parents=True)
         self._network(node, n, firewall)
@@ -128,6 +131,8 @@ class Hypervisor:
                      ["link", "set", inner, "up"], ["route", "add", "default", "via", self.gateway],
                      ["addr", "add", "169.254.169.254/32", "dev", "lo"]):
             ip("-n", node.netns, *args)
+        if node.public_address:
+            ip("-n", node.netns, "addr", "add", f"{node.public_address}/{self.prefix}", "dev", inner)
         for rule in firewall:  # the security group stand-in
             subprocess.run(["ip", "netns", "exec", node.netns, "iptables", *rule], check=True, capture_output=True)
 
@@ -138,9 +143,17 @@ class Hypervisor:
                 "user-data": user_data, "tags": tags}
         (node.root / "imds.json").write_text(json.dumps(meta))
         log = open(node.root / "imds.log", "ab")
-        node.procs.append(subprocess.Popen(["nsenter", f"--net=/run/netns/{node.netns}", sys.executable,
-                                            str(HERE / "imds.py"), str(node.root / "imds.json")],
-                                           stdout=log, stderr=log, start_new_session=True))
+        proc = subprocess.Popen(["nsenter", f"--net=/run/netns/{node.netns}", sys.executable, str(HERE / "imds.py"),
+                                 str(node.root / "imds.json")], stdout=log, stderr=log, start_new_session=True)
+        node.procs.append(proc)
+        probe = "import socket; socket.create_connection(('169.254.169.254', 80), timeout=1).close()"
+        deadline = time.monotonic() + 30  # the instance boots only once its metadata service answers, as on EC2
+        while subprocess.run(["nsenter", f"--net=/run/netns/{node.netns}", sys.executable, "-c", probe],
+                             capture_output=True).returncode != 0:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the metadata service of {node.machine} did not start: "
+                                   + (node.root / "imds.log").read_text(errors="replace")[-2000:])
+            time.sleep(0.2)
 
     # -- the instance's disks: an overlay of the AMI, its own Docker data ---------------------------------------
     def _root(self, node: Node, user_data: str, public_key: str) -> None:
@@ -160,6 +173,12 @@ class Hypervisor:
         conf.mkdir(parents=True, exist_ok=True)
         (conf / "10-aws-endpoint.conf").write_text(
             f"[Manager]\nDefaultEnvironment=AWS_ENDPOINT_URL={self.endpoint_url} AWS_DEFAULT_REGION={self.region}\n")
+        # Debian's Docker 20.10 (the stand-in's) does not take its awslogs credentials from an IMDSv2-only
+        # metadata service, which the DLAMI's current Docker does; its daemon gets the role's credentials here.
+        dropin = node.merged / "etc/systemd/system/docker.service.d"
+        dropin.mkdir(parents=True, exist_ok=True)
+        (dropin / "10-instance-role.conf").write_text(
+            "[Service]\nEnvironment=AWS_ACCESS_KEY_ID=ASIAREHEARSAL AWS_SECRET_ACCESS_KEY=rehearsal-secret\n")
 
     def _start(self, node: Node) -> None:
         log = open(node.root / "console.log", "ab")

@@ -38,7 +38,7 @@ def _config(cloud, **over) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def stack(cloud, tiny_model_dir):
+def stack(cloud, tiny_model_dir, encodings_dir):
     """`pulumi up` with moto behind the mocks, the weights mirror filled, every instance booted."""
     import cloud as aws
 
@@ -48,9 +48,13 @@ def stack(cloud, tiny_model_dir):
                 secret_keys=("apiKey", "rayToken"))
     bucket = st.outputs["weights_bucket"]
     s3 = cloud.client("s3")
-    for f in sorted(tiny_model_dir.rglob("*")):  # `aws s3 sync DIR s3://BUCKET/models/tiny/`, as an operator would
+    # What an operator of a stack without internet egress puts in its bucket before the nodes boot:
+    # `aws s3 sync DIR s3://BUCKET/models/tiny/` and the encodings (`aws s3 cp ... s3://BUCKET/encodings/`).
+    for f in sorted(tiny_model_dir.rglob("*")):
         if f.is_file():
             s3.upload_file(str(f), bucket, f"models/tiny/{f.relative_to(tiny_model_dir)}")
+    for f in encodings_dir.glob("*.tiktoken"):
+        s3.upload_file(str(f), bucket, f"encodings/{f.name}")
     hv = hypervisor(cloud, "nodes")
     try:
         boot_all(cloud, st, hv)
@@ -82,7 +86,8 @@ def boot_all(cloud, st, hv) -> list:
         booted.append(hv.boot(instance_id=inst["InstanceId"], address=inst["PrivateIpAddress"],
                               role=tags.get("gpt-oss-ops:role", "worker"), user_data=user_data,
                               public_key=cloud.key.with_suffix(".pub").read_text().strip(),
-                              firewall=firewall(st, inst), tags=tags, instance_role="gpt-oss-node"))
+                              firewall=firewall(st, inst), tags=tags, instance_role="gpt-oss-node",
+                              public_address=st.mocks.public_ips.get(inst["InstanceId"], "")))
     return booted
 
 
@@ -172,7 +177,7 @@ def test_deploy_serves_from_the_booted_nodes(cloud, stack, common):
     assert proc.returncode == 0, proc.stderr[-6000:]
     result = json.loads(proc.stdout)
     head, _ = nodes_by_role(hv)
-    assert result["endpoint"] == f"http://{head.address}:8000/v1"
+    assert result["endpoint"] == f"http://{head.public_address}:8000/v1"
     assert any("the app's code" in c and "s3://" in c for c in result["changed"]), result
     assert any("fetched by their boot" in u for u in result["unchanged"]), result
     smoke = ops(cloud, "smoke", "--preset", "tiny", *common, "--api-key-file", str(_key_file(cloud)), "--json")
@@ -224,7 +229,7 @@ def _probe(netns: str, address: str, port: int) -> bool:
 def test_the_model_calls_the_tool_from_the_booted_nodes(stack):
     _, hv = stack
     head, _ = nodes_by_role(hv)
-    msg = _chat(head.address)["choices"][0]["message"]
+    msg = _chat(head.public_address)["choices"][0]["message"]
     assert msg["tool_calls"] and msg["tool_calls"][0]["function"]["name"] == "get_weather"
     assert "Tokyo" in msg["tool_calls"][0]["function"]["arguments"]
 
@@ -250,9 +255,9 @@ def test_ray_is_reachable_only_inside_the_cluster_and_asks_for_its_token(cloud, 
             open_ports = [p for p in ports if _probe(outsider, node.address, p)]
             assert open_ports == [], (node.machine, open_ports)
         # The allow-listed operator (the bridge's gateway) reaches the endpoint, not Ray.
-        assert socket.create_connection((head.address, 8000), timeout=5)
+        assert socket.create_connection((head.public_address, 8000), timeout=5)
         with pytest.raises(OSError):
-            socket.create_connection((head.address, 6379), timeout=3)
+            socket.create_connection((head.public_address, 6379), timeout=3)
     finally:
         subprocess.run(["ip", "netns", "del", outsider], capture_output=True)
     listening = head.exec("ss", "-ltnH", "sport", "=", ":8265").stdout
@@ -275,7 +280,7 @@ def test_a_destroyed_worker_is_replaced_and_serves_without_a_redeploy(cloud, sta
     refresh_firewalls(st, hv)
     assert new.instance_id != old.instance_id and new.role == "worker"
     hv.wait_boot(new, timeout=1200)
-    answer = _chat(head.address, timeout=900)  # Serve places the replica on the new node: no `ops deploy`
+    answer = _chat(head.public_address, timeout=900)  # Serve places the replica on the new node: no `ops deploy`
     assert answer["choices"][0]["message"]["tool_calls"]
     st_json = json.loads(ops(cloud, "status", "--preset", "tiny", *common, "--json", timeout=300).stdout)
     assert st_json["running"] is True
@@ -291,7 +296,7 @@ def test_a_restarted_head_container_converges_on_the_next_deploy(cloud, stack, c
     assert proc.returncode == 0, proc.stderr[-6000:]
     result = json.loads(proc.stdout)
     assert any(c.startswith("deployed Serve application") for c in result["changed"]), result
-    assert _chat(head.address)["choices"]
+    assert _chat(head.public_address)["choices"]
     again = json.loads(ops(cloud, "deploy", "--preset", "tiny", "--set", "owner=rehearsal", *common,
                            "--json").stdout)
     assert not any("Serve application" in c for c in again["changed"]), again
