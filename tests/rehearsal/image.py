@@ -32,9 +32,11 @@ from daemons import Dockerd, Registry, free_port  # noqa: E402
 REPOSITORY = "gpt-oss-serve-cpu"
 SUITE = "bookworm"
 # What the real image has that the serving path touches: bash, curl, sudo, CA certificates; Python from Debian;
-# libgomp/libnuma for torch's and vLLM's CPU kernels.
-DEBIAN_PACKAGES = ["python3", "python3-venv", "ca-certificates", "curl", "sudo", "procps", "libgomp1", "libnuma1",
-                   "iproute2"]
+# libgomp/libnuma for torch's and vLLM's CPU kernels; a C/C++ compiler (the real image has build-essential:
+# Triton builds with it on GPUs, torch's inductor compiles vLLM's CPU model with it here: without it the engine
+# dies with "InvalidCxxCompiler: No working C++ compiler found").
+DEBIAN_PACKAGES = ["python3", "python3-venv", "python3-dev", "ca-certificates", "curl", "sudo", "procps", "libgomp1",
+                   "libnuma1", "iproute2", "g++", "libc6-dev"]
 # The serving stack (the `local` extra's requirements, read from pyproject by the closure) plus what Ray's
 # runtime_env needs to fetch a working_dir from S3 (boto3, smart_open), as the real image has.
 EXTRA_ROOTS = ["boto3", "smart_open[s3]"]
