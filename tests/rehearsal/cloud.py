@@ -22,7 +22,7 @@ import pulumi
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "infra"))
 
-from infra_mocks import ACCOUNT, AwsMocks, run_program  # noqa: E402
+from infra_mocks import ACCOUNT, AwsMocks, run_program
 
 
 def public_address(private: str) -> str:

@@ -22,10 +22,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
-import ami  # noqa: E402
-import image  # noqa: E402
-from daemons import MotoServer, Registry, free_port  # noqa: E402
-from nodes import Hypervisor, ip  # noqa: E402
+import ami
+import image
+from daemons import MotoServer, Registry, free_port
+from nodes import Hypervisor, ip
 
 STACK_LOCK = "/tmp/gpt-oss-stack.lock"
 REGION = "us-east-1"

@@ -14,9 +14,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests.support, also when run as a script
+
+from tests.support import free_port  # noqa: F401  (re-exported for the rehearsal modules)
 
 DOCKERD_SAFE_FLAGS = ["--bridge=none", "--iptables=false", "--ip-forward=false", "--ip-masq=false",
                       "--userland-proxy=false"]
@@ -44,12 +49,6 @@ def port_open(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 def stop(proc: subprocess.Popen | None, timeout: float = 20) -> None:
     if proc is None or proc.poll() is not None:
         return
@@ -75,7 +74,7 @@ class Dockerd:
     def host(self) -> str:
         return f"unix://{self.socket_path}"
 
-    def start(self, timeout: float = 60) -> "Dockerd":
+    def start(self, timeout: float = 60) -> Dockerd:
         for d in ("data", "exec"):
             (self.root / d).mkdir(parents=True, exist_ok=True)
         log = self.root / "dockerd.log"
@@ -118,7 +117,7 @@ class Registry:
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def start(self) -> "Registry":
+    def start(self) -> Registry:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.storage.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "registry.yml"
@@ -155,7 +154,7 @@ class MotoServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> "MotoServer":
+    def start(self) -> MotoServer:
         import sys
 
         self.workdir.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
-from daemons import Dockerd, Registry, free_port  # noqa: E402
+from daemons import Dockerd, Registry, free_port
 
 REPOSITORY = "gpt-oss-serve-cpu"
 SUITE = "bookworm"

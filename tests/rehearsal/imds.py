@@ -21,7 +21,7 @@ TOKENS: set[str] = set()
 
 
 def tree(meta: dict) -> dict:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     creds = {"Code": "Success", "LastUpdated": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "Type": "AWS-HMAC",
              "AccessKeyId": "ASIAREHEARSAL", "SecretAccessKey": "rehearsal-secret", "Token": "rehearsal-token",
              "Expiration": (now + datetime.timedelta(hours=6)).strftime("%Y-%m-%dT%H:%M:%SZ")}
