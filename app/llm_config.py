@@ -33,6 +33,12 @@ def llm_config_kwargs(spec: DeploymentSpec, *, model_source: str | None = None,
         "max_model_len": spec.max_model_len,
         "tensor_parallel_size": spec.tensor_parallel_size,
         "pipeline_parallel_size": spec.pipeline_parallel_size,
+        # Tool calls in Chat Completions: without these vLLM leaves the model's harmony tool call in the
+        # completion unparsed and the client gets no `tool_calls` (gpt-oss's recipe: `vllm serve
+        # openai/gpt-oss-20b --tool-call-parser openai --enable-auto-tool-choice`). Ray Serve LLM passes them to
+        # vLLM's OpenAI frontend.
+        "enable_auto_tool_choice": True,
+        "tool_call_parser": "openai",
     }
     if spec.gpu_memory_utilization is not None and spec.accelerator != "CPU":
         engine_kwargs["gpu_memory_utilization"] = spec.gpu_memory_utilization

@@ -53,10 +53,19 @@ set_status() {
   python3 - "$STATE_DIR/status.json" "$state" "$step" "$reason" "${ATTEMPT:-0}" "${INSTANCE_ID:-}" <<'PY'
 import json, os, sys, time
 path, state, step, reason, attempt, instance = sys.argv[1:7]
+try:
+    with open(path) as f:
+        before = json.load(f)
+except (OSError, ValueError):
+    before = {}
+# When each step of this attempt began (seconds since the epoch), for operators and the boot benchmark.
+timeline = before.get("timeline", []) if before.get("attempt") == int(attempt) else []
+if not timeline or timeline[-1]["step"] != step:
+    timeline.append({"step": step, "at": round(time.time(), 3)})
 tmp = path + ".tmp"
 with open(tmp, "w") as f:
     json.dump({"state": state, "step": step, "reason": reason, "attempt": int(attempt), "instance_id": instance,
-               "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, f)
+               "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "timeline": timeline}, f)
 os.replace(tmp, path)
 PY
 }

@@ -3,12 +3,13 @@
 # cloud-init's schema validator and shellcheck for the user-data, iproute2 for the network-namespace hosts;
 # for the production-path rehearsal, Docker (docker.io: each node's daemon runs inside the node, never with the
 # host's firewall flags), a registry (docker-registry), mmdebstrap for the base images (Docker Hub is not
-# reachable) and systemd-nspawn (systemd-container) to boot the nodes, iptables for their security groups.
+# reachable) and systemd-nspawn (systemd-container) to boot the nodes, iptables for their security groups,
+# dnsmasq (dnsmasq-base) for the VPC resolver that gives instances their EC2 names.
 # Installs only what is missing; needs root (or sudo).
 set -euo pipefail
 
 packages=(openssh-server openssh-client iproute2 prometheus cloud-init shellcheck procps curl
-          docker.io docker-registry mmdebstrap systemd-container iptables)
+          docker.io docker-registry mmdebstrap systemd-container iptables dnsmasq-base)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -220,3 +220,16 @@ def test_stdout_is_only_yaml(tmp_path, ray_models):
     assert out.stdout.startswith("# Rendered from the deployment spec")
     ray_models[0].model_validate(yaml.safe_load(out.stdout))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("preset", ["tiny", "gpt-oss-20b"])
+def test_tool_calls_reach_the_client(preset, ray_models):
+    """vLLM parses gpt-oss's harmony tool calls into `tool_calls` only with the openai tool parser and auto tool
+    choice on: Ray Serve LLM's own config split hands them to vLLM's OpenAI frontend, not to the engine."""
+    from ray.llm._internal.serve.engines.vllm.vllm_models import VLLMEngineConfig
+
+    _, LLMConfig = ray_models
+    (entry,) = render.serve_config(_spec(preset), model_source="/opt/models/x")["applications"][0]["args"]["llm_configs"]
+    engine = VLLMEngineConfig.from_llm_config(LLMConfig(**entry))
+    assert engine.frontend_kwargs == {"enable_auto_tool_choice": True, "tool_call_parser": "openai"}
+    assert "tool_call_parser" not in engine.engine_kwargs

@@ -118,7 +118,13 @@ def register(app: typer.Typer) -> None:
                   f"model={st.model_id}")
         for name, d in st.deployments.items():
             err.print(f"  {name}: {d}")
-        for k, v in (st.details or {}).items():
+        details = dict(st.details or {})
+        for host, b in (details.pop("boot", None) or {}).items():
+            took = ", ".join(f"{step} {s:g}s" for step, s in b["seconds_by_step"].items())
+            why = f": {b['reason']}" if b["reason"] else ""
+            err.print(f"  boot {host}: {b['state']} (step {b['step']}, attempt {b['attempt']}){why}"
+                      + (f" [{took}]" if took else ""))
+        for k, v in details.items():
             if v:
                 err.print(f"  {k}: {v}")
         if not st.running:

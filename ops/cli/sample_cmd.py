@@ -55,6 +55,8 @@ def register(app: typer.Typer) -> None:
                 model = str(tiny_model.ensure(encodings, progress=lambda s: st.update(f"[bold]the tiny gpt-oss[/] {s}")))
         with err.status(f"[bold]vLLM engine for {model}[/]"):
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+            # vLLM logs to stdout by default; stdout carries only the result (`--json` is parsed by scripts).
+            os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
             llm = sampling.engine(model, max_model_len=max_model_len)
         result = sampling.sample(llm, prompt, instructions=instructions, tools=parsed_tools,
                                  reasoning_effort=reasoning_effort, max_tokens=max_tokens, temperature=temperature)

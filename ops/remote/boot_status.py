@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ops.errors import OpsError
@@ -27,6 +27,15 @@ class NodeBoot:
     step: str = ""
     reason: str = ""
     attempt: int = 0
+    timeline: tuple[tuple[str, float], ...] = field(default=(), compare=False)  # (step, began at) this attempt
+
+    def seconds_by_step(self) -> dict[str, float]:
+        """How long each finished step of this attempt took (the last one runs until "complete")."""
+        return {step: round(nxt - at, 1) for (step, at), (_, nxt) in zip(self.timeline, self.timeline[1:])}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "step": self.step, "reason": self.reason, "attempt": self.attempt,
+                "seconds_by_step": self.seconds_by_step()}
 
     def describe(self) -> str:
         if self.state == READY:
@@ -49,8 +58,10 @@ def read(conns: dict[str, Any], settings) -> dict[str, NodeBoot]:
             data = json.loads(r.stdout) if r.exited == 0 else {}
         except ValueError:
             data = {}
+        timeline = tuple((str(e.get("step")), float(e.get("at"))) for e in data.get("timeline") or []
+                         if isinstance(e, dict) and isinstance(e.get("at"), (int, float)))
         out[host] = NodeBoot(host, data.get("state") or UNKNOWN, data.get("step") or "", data.get("reason") or "",
-                             int(data.get("attempt") or 0))
+                             int(data.get("attempt") or 0), timeline)
     return out
 
 

@@ -628,6 +628,10 @@ def status(spec: DeploymentSpec, **options: Any) -> Status:
         }
         if nodes_error:
             details["ray"] = f"Ray is not answering on the head: {nodes_error}"
+        if c.stack_built:
+            from ops.remote import boot_status
+
+            details["boot"] = {h: b.to_dict() for h, b in boot_status.read(c.nodes.all, c.settings).items()}
         if app:
             details["message"] = app.get("message") or ""
         return Status(target="cluster", running=(app or {}).get("status") == "RUNNING",

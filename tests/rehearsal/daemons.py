@@ -169,3 +169,63 @@ class MotoServer:
 
     def stop(self) -> None:
         stop(self.proc)
+
+
+@dataclass
+class VpcDns:
+    """The VPC's DNS resolver (AmazonProvidedDNS at the VPC's base + 2), by Debian's dnsmasq: every address of
+    the VPC has its EC2 name, `ip-10-0-1-5.ec2.internal`, both ways, as EC2 names instances. Processes on a node
+    resolve their own hostname through it (gloo, which vLLM's CPU workers use, does so for every process group;
+    an unanswered lookup costs each one the resolver's timeout). Other names are answered at once (no upstream:
+    the rehearsal has no internet)."""
+
+    address: str
+    cidr: str
+    workdir: Path
+    domain: str = "ec2.internal"
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> VpcDns:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = self.workdir / "dnsmasq.log"
+        argv = [shutil.which("dnsmasq") or "/usr/sbin/dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts",
+                "--bind-interfaces", f"--listen-address={self.address}", "--port=53", "--user=root", "--group=root",
+                "--pid-file=", f"--log-facility={log}", f"--local=/{self.domain}/", f"--domain={self.domain}",
+                f"--synth-domain={self.domain},{self.cidr},ip-"]
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(lambda: _answers(self.address, self.cidr, self.domain), 30, f"dnsmasq on {self.address}", self.proc,
+                 log)
+        return self
+
+    def stop(self) -> None:
+        stop(self.proc)
+
+
+def resolve(server: str, name: str, timeout: float = 1.0) -> str | None:
+    """The A record `server` answers for `name` (one UDP query, RFC 1035 wire format), None if none."""
+    import secrets
+    import struct
+
+    qid = secrets.randbelow(0xFFFF)
+    question = b"".join(bytes([len(p)]) + p.encode() for p in name.rstrip(".").split(".")) + b"\0"
+    packet = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + question + struct.pack(">HH", 1, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        try:
+            s.sendto(packet, (server, 53))
+            reply = s.recv(512)
+        except OSError:
+            return None
+    rid, flags, _, answers = struct.unpack(">HHHH", reply[:8])
+    if rid != qid or flags & 0xF or not answers:
+        return None
+    return ".".join(str(b) for b in reply[-4:])  # the (only) answer's RDATA closes the message
+
+
+def _answers(server: str, cidr: str, domain: str) -> bool:
+    """True once the resolver answers the EC2 name of the VPC's first address with that address."""
+    import ipaddress
+
+    first = str(next(ipaddress.ip_network(cidr).hosts()))
+    return resolve(server, f"ip-{first.replace('.', '-')}.{domain}") == first

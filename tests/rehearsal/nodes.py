@@ -102,6 +102,7 @@ class Hypervisor:
     endpoint_url: str  # moto, as every AWS client on the nodes reaches it
     region: str
     uid: str
+    dns: str  # the VPC's resolver (region.VpcDns), as DHCP hands it to an EC2 instance
     nodes: dict[str, Node] = field(default_factory=dict)
     booted: int = 0  # nodes ever booted (names their namespaces and links)
 
@@ -165,8 +166,13 @@ class Hypervisor:
         seed = node.merged / "var/lib/cloud/seed/nocloud"
         seed.mkdir(parents=True)
         (seed / "user-data").write_text(user_data)
-        (seed / "meta-data").write_text(json.dumps({"instance-id": node.instance_id, "local-hostname": node.machine,
+        # EC2's hostname for the address (cloud-init sets it), which the VPC's resolver answers.
+        (seed / "meta-data").write_text(json.dumps({"instance-id": node.instance_id,
+                                                    "local-hostname": "ip-" + node.address.replace(".", "-"),
                                                     "public-keys": [public_key]}))
+        resolv = node.merged / "etc/resolv.conf"
+        resolv.unlink(missing_ok=True)
+        resolv.write_text(f"nameserver {self.dns}\nsearch ec2.internal\n")
         # Where every AWS client on this instance finds the AWS API (moto), as an AMI baked for a VPC endpoint
         # would say it; systemd passes it to every unit.
         conf = node.merged / "etc/systemd/system.conf.d"

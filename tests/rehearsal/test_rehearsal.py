@@ -9,131 +9,34 @@ One stack for the module, tests in file order. Run alone with `pytest -m rehears
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import provision
 import pytest
-from conftest import KEY_PAIR, REGION, STACK, hypervisor, write_outputs
+from provision import boot_all, config, instances, nodes_by_role, refresh_firewalls, up
+from region import REGION, write_outputs
+
+from tests.support import run_ops
 
 pytestmark = [pytest.mark.rehearsal, pytest.mark.cluster, pytest.mark.stack, pytest.mark.timeout(3000)]
 
-OPS = [sys.executable, "-m", "ops"]
 WORKER_RAY_PORTS = (6380, 6381, 6382, 6383, 8080, 52365)
-
-
-def _config(cloud, **over) -> dict[str, str]:
-    spec = {
-        "preset": "tiny", "target": "cluster", "owner": "rehearsal",
-        "network": json.dumps({"ssh": "allowlist", "allow_cidrs": [f"{cloud.gateway}/32"], "public_endpoint": True}),
-        "replicas": json.dumps({"min": 1, "max": 1}),
-    }
-    cfg = {**spec, "keyName": KEY_PAIR, "image": cloud.image, "vpcCidr": cloud.vpc_cidr, "imageCheck": "true",
-           "apiKey": "sk-rehearsal-key", "rayToken": "rehearsal-ray-token-0123456789abcdef"}
-    cfg.update(over)
-    return cfg
 
 
 @pytest.fixture(scope="module")
 def stack(cloud, tiny_model_dir, encodings_dir):
     """`pulumi up` with moto behind the mocks, the weights mirror filled, every instance booted."""
-    import cloud as aws
-
-    ec2 = cloud.client("ec2")
-    ec2.import_key_pair(KeyName=KEY_PAIR, PublicKeyMaterial=cloud.key.with_suffix(".pub").read_bytes())
-    st = aws.up(_config(cloud), endpoint=cloud.moto.url, region=REGION, stack=STACK,
-                secret_keys=("apiKey", "rayToken"))
-    bucket = st.outputs["weights_bucket"]
-    s3 = cloud.client("s3")
-    # What an operator of a stack without internet egress puts in its bucket before the nodes boot:
-    # `aws s3 sync DIR s3://BUCKET/models/tiny/` and the encodings (`aws s3 cp ... s3://BUCKET/encodings/`).
-    for f in sorted(tiny_model_dir.rglob("*")):
-        if f.is_file():
-            s3.upload_file(str(f), bucket, f"models/tiny/{f.relative_to(tiny_model_dir)}")
-    for f in encodings_dir.glob("*.tiktoken"):
-        s3.upload_file(str(f), bucket, f"encodings/{f.name}")
-    hv = hypervisor(cloud, "nodes")
+    st = up(cloud, tiny_model_dir, encodings_dir)
+    hv = provision.nodes(cloud)
     try:
         boot_all(cloud, st, hv)
         yield st, hv
     finally:
         hv.close()
-
-
-def _instances(cloud, st) -> list[dict]:
-    ec2 = cloud.client("ec2")
-    out = []
-    for res in ec2.describe_instances(Filters=[{"Name": "tag:stack", "Values": [STACK]},
-                                               {"Name": "instance-state-name", "Values": ["pending", "running"]}]
-                                      )["Reservations"]:
-        out += res["Instances"]
-    return out
-
-
-def boot_all(cloud, st, hv) -> list:
-    """Boot a node for every running instance of the stack that has none (what EC2 does after RunInstances)."""
-    booted = []
-    for inst in _instances(cloud, st):
-        if inst["InstanceId"] in hv.nodes:
-            continue
-        tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
-        lt = inst.get("LaunchTemplate", {}).get("LaunchTemplateId") or next(
-            (t["Value"] for t in inst.get("Tags", []) if t["Key"] == "aws:ec2launchtemplate:id"), None)
-        user_data = st.user_data(lt)
-        booted.append(hv.boot(instance_id=inst["InstanceId"], address=inst["PrivateIpAddress"],
-                              role=tags.get("gpt-oss-ops:role", "worker"), user_data=user_data,
-                              public_key=cloud.key.with_suffix(".pub").read_text().strip(),
-                              firewall=firewall(st, inst), tags=tags, instance_role="gpt-oss-node",
-                              public_address=st.mocks.public_ips.get(inst["InstanceId"], "")))
-    return booted
-
-
-def firewall(st, inst) -> list[list[str]]:
-    """iptables INPUT rules for one instance, from the security group rules the program registered: each
-    rule's port range from its CIDR, or from the members of the group it references (self-references)."""
-    rules = st.mocks.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
-    groups = {g["GroupId"] for g in inst.get("SecurityGroups", [])}
-    members: dict[str, list[str]] = {}
-    for other in st.mocks.client("ec2").describe_instances()["Reservations"]:
-        for i in other["Instances"]:
-            if i["State"]["Name"] in ("pending", "running"):
-                for g in i.get("SecurityGroups", []):
-                    members.setdefault(g["GroupId"], []).append(i["PrivateIpAddress"])
-    out = [["-P", "INPUT", "DROP"], ["-A", "INPUT", "-i", "lo", "-j", "ACCEPT"],
-           ["-A", "INPUT", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"]]
-    for r in rules:
-        i = r.inputs
-        if r.id and i["securityGroupId"] not in groups:
-            continue
-        ports = f"{int(i['fromPort'])}:{int(i['toPort'])}"
-        sources = [i["cidrIpv4"]] if i.get("cidrIpv4") else members.get(i.get("referencedSecurityGroupId"), [])
-        for src in sources:
-            out.append(["-A", "INPUT", "-p", "tcp", "-s", src, "--dport", ports, "-j", "ACCEPT"])
-    return out
-
-
-def ops(cloud, *args: str, timeout: float = 1500) -> subprocess.CompletedProcess:
-    return subprocess.run([*OPS, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **cloud.env, "COLUMNS": "200"})
-
-
-def refresh_firewalls(st, hv) -> None:
-    """Security groups follow their members: re-render every node's rules when the set of instances changes."""
-    ec2 = st.mocks.client("ec2")
-    by_id = {i["InstanceId"]: i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]}
-    for instance_id, node in hv.nodes.items():
-        subprocess.run(["ip", "netns", "exec", node.netns, "iptables", "-F", "INPUT"], check=True)
-        for rule in firewall(st, by_id[instance_id]):
-            subprocess.run(["ip", "netns", "exec", node.netns, "iptables", *rule], check=True, capture_output=True)
-
-
-def nodes_by_role(hv) -> tuple:
-    head = next(n for n in hv.nodes.values() if n.role == "head")
-    workers = [n for n in hv.nodes.values() if n.role == "worker"]
-    return head, workers
 
 
 def test_nodes_boot_from_the_rendered_user_data(cloud, stack):
@@ -165,22 +68,19 @@ def test_nodes_boot_from_the_rendered_user_data(cloud, stack):
 def common(cloud, stack, tmp_path_factory) -> list[str]:
     """The options every `ops` call of the rehearsal passes: the stack, its outputs, the operator's key."""
     st, _ = stack
-    outputs = write_outputs(cloud.run_dir / "outputs.json", st.output_json())
-    known = tmp_path_factory.mktemp("ssh") / "known_hosts"
-    return ["--target", "cluster", "--stack", STACK, "--outputs", str(outputs), "--identity", str(cloud.key),
-            "--known-hosts", str(known), "--accept-new-host-keys"]
+    return provision.ops_options(cloud, st, tmp_path_factory.mktemp("ssh") / "known_hosts")
 
 
 def test_deploy_serves_from_the_booted_nodes(cloud, stack, common):
     st, hv = stack
-    proc = ops(cloud, "deploy", "--preset", "tiny", "--set", "owner=rehearsal", *common, "--json")
+    proc = run_ops("deploy", "--preset", "tiny", "--set", "owner=rehearsal", *common, "--json", timeout=1500)
     assert proc.returncode == 0, proc.stderr[-6000:]
     result = json.loads(proc.stdout)
     head, _ = nodes_by_role(hv)
     assert result["endpoint"] == f"http://{head.public_address}:8000/v1"
     assert any("the app's code" in c and "s3://" in c for c in result["changed"]), result
     assert any("fetched by their boot" in u for u in result["unchanged"]), result
-    smoke = ops(cloud, "smoke", "--preset", "tiny", *common, "--api-key-file", str(_key_file(cloud)), "--json")
+    smoke = run_ops("smoke", "--preset", "tiny", *common, "--api-key-file", str(_key_file(cloud)), "--json")
     assert smoke.returncode == 0, smoke.stdout[-4000:] + smoke.stderr[-3000:]
     report = json.loads(smoke.stdout)
     assert report["ok"] and report["failed"] == 0, report
@@ -282,22 +182,25 @@ def test_a_destroyed_worker_is_replaced_and_serves_without_a_redeploy(cloud, sta
     hv.wait_boot(new, timeout=1200)
     answer = _chat(head.public_address, timeout=900)  # Serve places the replica on the new node: no `ops deploy`
     assert answer["choices"][0]["message"]["tool_calls"]
-    st_json = json.loads(ops(cloud, "status", "--preset", "tiny", *common, "--json", timeout=300).stdout)
+    st_json = json.loads(run_ops("status", "--preset", "tiny", *common, "--json", timeout=300).stdout)
     assert st_json["running"] is True
     alive = {n["ip"] for n in st_json["nodes"] if n["state"] == "ALIVE"}
     assert new.address in alive and old.address not in alive
+    boot = st_json["details"]["boot"]  # each node's own boot, as status.json reports it
+    assert boot[new.address]["state"] == "ready" and {"image", "weights", "ray", "join"} <= set(
+        boot[new.address]["seconds_by_step"]), boot
 
 
 def test_a_restarted_head_container_converges_on_the_next_deploy(cloud, stack, common):
     _, hv = stack
     head, _ = nodes_by_role(hv)
     assert head.exec("docker", "restart", "ray", timeout=300).returncode == 0  # Ray's GCS starts empty
-    proc = ops(cloud, "deploy", "--preset", "tiny", "--set", "owner=rehearsal", *common, "--json")
+    proc = run_ops("deploy", "--preset", "tiny", "--set", "owner=rehearsal", *common, "--json", timeout=1500)
     assert proc.returncode == 0, proc.stderr[-6000:]
     result = json.loads(proc.stdout)
     assert any(c.startswith("deployed Serve application") for c in result["changed"]), result
     assert _chat(head.public_address)["choices"]
-    again = json.loads(ops(cloud, "deploy", "--preset", "tiny", "--set", "owner=rehearsal", *common,
+    again = json.loads(run_ops("deploy", "--preset", "tiny", "--set", "owner=rehearsal", *common,
                            "--json").stdout)
     assert not any("Serve application" in c for c in again["changed"]), again
 
@@ -337,7 +240,7 @@ def test_bad_input_is_refused_before_any_node_is_touched(cloud, stack, common, t
     st, _ = stack
     # A serving-image tag that does not exist: refused at render time, before any resource.
     with pytest.raises(pulumi.RunError) as e:
-        aws.up(_config(cloud, image=cloud.image.rsplit(":", 1)[0] + ":no-such-tag"), endpoint=cloud.moto.url,
+        aws.up(config(cloud, image=cloud.image.rsplit(":", 1)[0] + ":no-such-tag"), endpoint=cloud.moto.url,
                region=REGION, stack="rehearsal-bad", secret_keys=("apiKey", "rayToken"))
     assert "gpt-oss-ops:image" in str(e.value) and "does not exist" in str(e.value)
     assert cloud.client("ec2").describe_vpcs(Filters=[{"Name": "tag:stack", "Values": ["rehearsal-bad"]}])["Vpcs"] == []
@@ -348,21 +251,21 @@ def test_bad_input_is_refused_before_any_node_is_touched(cloud, stack, common, t
     opts = [*common]
     opts[opts.index("--outputs") + 1] = str(write_outputs(tmp_path / "o.json", unreachable))
     # ... a model source the nodes' role cannot read
-    proc = ops(cloud, "deploy", "--preset", "tiny", "--set", "model_source=s3://someone-elses-bucket/tiny", *opts,
+    proc = run_ops("deploy", "--preset", "tiny", "--set", "model_source=s3://someone-elses-bucket/tiny", *opts,
                timeout=300)
     assert proc.returncode == 2 and "outside the stack's bucket" in proc.stderr and "aws s3 sync" in proc.stderr
     # ... a stack whose outputs lack what the target needs
     partial = {k: v for k, v in unreachable.items() if k not in ("weights_bucket",)}
     partial["node_access"] = {k: v for k, v in partial["node_access"].items() if k != "state_dir"}
     opts[opts.index("--outputs") + 1] = str(write_outputs(tmp_path / "p.json", partial))
-    proc = ops(cloud, "deploy", "--preset", "tiny", *opts, timeout=300)
+    proc = run_ops("deploy", "--preset", "tiny", *opts, timeout=300)
     assert proc.returncode == 2, proc.stderr
     assert "weights_bucket" in proc.stderr and "node_access.state_dir" in proc.stderr and "pulumi up" in proc.stderr
 
 
 def test_terminate_verify_then_nothing_is_left(cloud, stack, common):
     st, hv = stack
-    proc = ops(cloud, "terminate", "--preset", "tiny", *common, "--verify", "--json", timeout=600)
+    proc = run_ops("terminate", "--preset", "tiny", *common, "--verify", "--json", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     before = json.loads(proc.stdout)["details"]["orphans"]
     assert before["clean"] is False
@@ -371,9 +274,9 @@ def test_terminate_verify_then_nothing_is_left(cloud, stack, common):
     hv.close()  # the instances go away ...
     deleted = st.mocks.destroy()  # ... with everything the program created (`pulumi destroy`)
     assert any(d.startswith("Group ") for d in deleted) and any(d.startswith("Bucket ") for d in deleted)
-    for inst in _instances(cloud, st):  # what the Auto Scaling group had launched
+    for inst in instances(cloud, st):  # what the Auto Scaling group had launched
         cloud.client("ec2").terminate_instances(InstanceIds=[inst["InstanceId"]])
-    proc = ops(cloud, "terminate", "--preset", "tiny", *common, "--verify", "--json", timeout=600)
+    proc = run_ops("terminate", "--preset", "tiny", *common, "--verify", "--json", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     after = json.loads(proc.stdout)["details"]["orphans"]
     assert after["clean"] is True, after
