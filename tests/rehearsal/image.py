@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
-from daemons import Dockerd, Registry, free_port
+from daemons import Dockerd, Registry, free_port  # noqa: E402
 
 REPOSITORY = "gpt-oss-serve-cpu"
 SUITE = "bookworm"
