@@ -39,3 +39,30 @@ def find(spec: DeploymentSpec, *target_files: str | os.PathLike | None) -> tuple
 def ensure_file(path: Path) -> tuple[Path, bool]:
     """The target's key file (0600), generated once."""
     return secret_files.ensure(path, new)
+
+
+def from_ssm(parameter: str, region: str) -> str:
+    """The key of a stack this project built: its SSM SecureString, which every node's boot hands to the Ray
+    container (so a replica on a node that joins later has it too). Read with the operator's credentials."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from ops.errors import OpsError
+
+    try:
+        value = boto3.client("ssm", region_name=region).get_parameter(Name=parameter, WithDecryption=True)
+    except ClientError as e:
+        code = e.response.get("Error", {}).get("Code", "")
+        if code == "ParameterNotFound":
+            raise OpsError(f"the stack's API key parameter {parameter} does not exist in {region}.",
+                           fix=f"create it: aws ssm put-parameter --region {region} --type SecureString --name "
+                               f"{parameter} --value \"$(openssl rand -hex 24)\" (or `pulumi config set --secret "
+                               "gpt-oss-ops:apiKey` and `pulumi up`), then restart the nodes' boot.",
+                           runbook="docs/runbooks/endpoint-401-unauthorized.md", code=2) from None
+        raise OpsError(f"cannot read the stack's API key {parameter}: {code or e}.",
+                       fix="check your AWS credentials (ssm:GetParameter with decryption on that parameter), or pass "
+                           "the key with --api-key-file / $GPT_OSS_API_KEY.") from None
+    except BotoCoreError as e:
+        raise OpsError(f"cannot read the stack's API key {parameter}: {e}.",
+                       fix="check your AWS credentials and network, or pass the key with --api-key-file.") from None
+    return value["Parameter"]["Value"].strip()

@@ -48,12 +48,16 @@ def _spec(preset, file, model, accelerator, tp, max_model_len, target, sets):
 
 def _api_key(spec, st, api_key_file: str | None) -> str | None:
     """The key for client calls: --api-key-file, else the spec's (env var, key file), else the key file the
-    target reports."""
+    target reports, else the SSM parameter of a stack's cluster."""
     from ops import api_key, secret_files
 
     if api_key_file:
         return secret_files.first_line(api_key_file)
-    return api_key.find(spec, (st.details or {}).get("api_key_file"))[0]
+    details = st.details or {}
+    key = api_key.find(spec, details.get("api_key_file"))[0]
+    if key is None and spec.auth.enabled and details.get("api_key_parameter"):
+        key = api_key.from_ssm(details["api_key_parameter"], details["region"])
+    return key
 
 
 def register(app: typer.Typer) -> None:

@@ -226,13 +226,18 @@ def _wait_dashboard(c: _Cluster, timeout_s: float = 120) -> set[str]:
 
 # -------------------------------------------------------------------------------------------- deploy
 
-def _api_key(spec: DeploymentSpec) -> tuple[str | None, str]:
-    """(key, where it is). Generated and kept in a 0600 file when the operator has none yet."""
+def _api_key(c: _Cluster) -> tuple[str | None, str]:
+    """(key, where it is): a stack's SSM parameter (what its nodes serve with); elsewhere the operator's, or one
+    generated and kept in a 0600 file."""
     from ops import api_key
     from ops.tiny_model import cache_root
 
+    spec = c.spec
     if not spec.auth.enabled:
         return None, "none (auth disabled)"
+    if c.stack_built:
+        param = _output(c, "api_key_parameter")
+        return api_key.from_ssm(param, c.hosts.region), f"SSM parameter {param}"
     key, where = api_key.find(spec)
     if key:
         return key, where
@@ -367,11 +372,13 @@ def deploy(spec: DeploymentSpec, **options: Any) -> DeployResult:
             _ensure_ray(c, changed, unchanged)
         with _stage("model"):
             model_source = _model_source(c, bundle_dir, changed, unchanged)
-        key, key_hint = _api_key(spec)
-        key_path = f"{s.resolved_remote_dir}/config/api_key"
+        key, key_hint = _api_key(c)
+        # A stack's nodes hand the key from SSM to every replica (also on nodes that join later); elsewhere it
+        # travels as a file.
+        key_file = f"{s.resolved_remote_dir}/config/api_key" if key and not c.stack_built else ""
         with _stage("spec and API key"):
-            if key:
-                wrote = _put_if_changed(c, c.nodes.all, bundle_dir, key_path, (key + "\n").encode(), 0o600)
+            if key_file:
+                wrote = _put_if_changed(c, c.nodes.all, bundle_dir, key_file, (key + "\n").encode(), 0o600)
                 (changed if wrote else unchanged).append(
                     f"API key file on {', '.join(wrote)}" if wrote else "API key file on every node")
             spec_path = f"{s.resolved_remote_dir}/config/spec.json"
@@ -381,7 +388,7 @@ def deploy(spec: DeploymentSpec, **options: Any) -> DeployResult:
             rendered = c.bundle_module(bundle_dir, [
                 "render", "--spec", spec_path, "--out", config_path, "--bundle-dir", bundle_dir,
                 "--encodings", s.encodings_dir, "--model-source", model_source or "",
-                "--api-key-file", key_path if key else "", "--code-uri", code_uri], what="rendering the Serve config")
+                "--api-key-file", key_file, "--code-uri", code_uri], what="rendering the Serve config")
         wanted = _rendered_app(c, config_path)
         app = _app_state(c) or {}
         app_status = app.get("status")
@@ -403,7 +410,8 @@ def deploy(spec: DeploymentSpec, **options: Any) -> DeployResult:
 
 
 # What a stack-built cluster's outputs must name for the deploy (infra/stack.py exports all of them).
-REQUIRED_OUTPUTS = ("head_private_ip", "region", "weights_bucket", "worker_asg_name", "node_access")
+REQUIRED_OUTPUTS = ("head_private_ip", "region", "weights_bucket", "worker_asg_name", "node_access",
+                    "api_key_parameter")
 REQUIRED_NODE_ACCESS = ("user", "python", "ray", "serve", "remote_dir", "encodings_dir", "model_dir", "state_dir")
 
 
@@ -631,6 +639,8 @@ def status(spec: DeploymentSpec, **options: Any) -> Status:
         if c.stack_built:
             from ops.remote import boot_status
 
+            details["api_key_parameter"] = _output(c, "api_key_parameter")
+            details["region"] = c.hosts.region
             details["boot"] = {h: b.to_dict() for h, b in boot_status.read(c.nodes.all, c.settings).items()}
         if app:
             details["message"] = app.get("message") or ""

@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import provision
 import pytest
@@ -80,17 +79,13 @@ def test_deploy_serves_from_the_booted_nodes(cloud, stack, common):
     assert result["endpoint"] == f"http://{head.public_address}:8000/v1"
     assert any("the app's code" in c and "s3://" in c for c in result["changed"]), result
     assert any("fetched by their boot" in u for u in result["unchanged"]), result
-    smoke = run_ops("smoke", "--preset", "tiny", *common, "--api-key-file", str(_key_file(cloud)), "--json")
+    # The key is the stack's SSM parameter, which each node's boot hands to its replicas: none is copied.
+    assert result["api_key_hint"] == "SSM parameter /gpt-oss-ops/rehearsal/api-key", result
+    assert not any("API key file" in c for c in result["changed"] + result["unchanged"]), result
+    smoke = run_ops("smoke", "--preset", "tiny", *common, "--json")  # the key from SSM, as deploy found it
     assert smoke.returncode == 0, smoke.stdout[-4000:] + smoke.stderr[-3000:]
     report = json.loads(smoke.stdout)
     assert report["ok"] and report["failed"] == 0, report
-
-
-def _key_file(cloud) -> Path:
-    f = cloud.run_dir / "api_key"
-    f.write_text("sk-rehearsal-key\n")
-    f.chmod(0o600)
-    return f
 
 
 def _chat(address: str, timeout: float = 600) -> dict:
