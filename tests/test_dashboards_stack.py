@@ -63,7 +63,7 @@ def _wait_all_data(prom: str, queries, timeout: float = 90) -> list[check.QueryR
 def stack(tmp_path_factory, encodings_dir):
     """The serving stack plus our Prometheus; everything started here is stopped here, even on failure."""
     import app.llm_config as llm_config
-    from ops import tiny_model
+    from ops import ray_token, tiny_model
     from ops.spec import resolve
 
     lock = open(LOCK, "w")
@@ -74,9 +74,10 @@ def stack(tmp_path_factory, encodings_dir):
     tiny = tiny_model.ensure(encodings_dir)
     spec = resolve(preset="tiny").spec
     metrics_port, prom_port = free_port(avoid=RAY_WORKER_PORTS), free_port(avoid=RAY_WORKER_PORTS)
-    # Metrics reach the agent every 2 s. RAY_AUTH_MODE=token makes the `serve` CLI send the cluster token
-    # (~/.ray/auth_token) that Ray 2.60's dashboard requires.
-    env = {**os.environ, "RAY_metrics_report_interval_ms": "2000", "RAY_AUTH_MODE": "token"}
+    # Metrics reach the agent every 2 s. Token auth on, as every target runs Ray, with this stack's own token
+    # file (never the machine-wide ~/.ray/auth_token): Ray and the `serve` CLI read it from RAY_AUTH_TOKEN_PATH.
+    token_file, _ = ray_token.ensure_file(root / "ray_token")
+    env = {**os.environ, "RAY_metrics_report_interval_ms": "2000", **ray_token.process_env(token_file)}
     # The Serve application is deployed with the `serve` CLI from a config file, as in production: no Ray
     # driver lives inside the test process, so nothing that happens to Ray can take pytest down with it.
     config = root / "serve-config.yaml"
