@@ -11,7 +11,7 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 EXTRAS_LOCAL := local
 EXTRAS_TEST := local,infra,cluster,anyscale,dev
 
-.PHONY: deploy-local test venv-local venv-test system-deps rehearsal-assets clean-venv
+.PHONY: deploy-local test venv-local venv-test system-deps rehearsal-assets tiny-model clean-venv
 
 # The offline, verified encodings mirror when one sits beside the project (as on machines without internet);
 # otherwise the local target fetches and verifies them itself.
@@ -20,8 +20,13 @@ ENCODINGS_MIRROR := $(abspath $(wildcard ../shared/tiktoken_encodings))
 deploy-local: venv-local
 	$(if $(TIKTOKEN_ENCODINGS_BASE),,$(if $(ENCODINGS_MIRROR),TIKTOKEN_ENCODINGS_BASE=$(ENCODINGS_MIRROR))) $(BIN)/ops deploy --target local
 
-test: system-deps venv-test rehearsal-assets
+test: system-deps venv-test rehearsal-assets tiny-model
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The trained tiny gpt-oss every serving test loads (~15 minutes on 2 cores the first time; a no-op when the
+# cache, .ops/models, holds its recipe's checkpoint). Trained here, before the suite, so no test waits on it.
+tiny-model: venv-test
+	GPT_OSS_MODEL_CACHE=$${GPT_OSS_MODEL_CACHE:-$(CURDIR)/.ops/models} $(BIN)/python -m ops.tiny_model $(or $(ENCODINGS_MIRROR),$(error tiny-model: the verified encodings (../shared/tiktoken_encodings) must sit beside the project))
 
 # What the production-path rehearsal boots (tests/rehearsal): the AMI stand-in (a Debian root filesystem with
 # systemd, Docker, sshd, cloud-init, the AWS CLI) and the CPU serving image in a local registry's storage. Built
