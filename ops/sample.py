@@ -103,11 +103,18 @@ def sample(llm, user: str, *, instructions: str | None = None, tools: list[Funct
 
     enc = _encoding()
     ids = prefill(user, instructions=instructions, tools=tools, reasoning_effort=reasoning_effort, date=date)
-    params = SamplingParams(max_tokens=max_tokens, temperature=temperature,
-                            stop_token_ids=enc.stop_tokens_for_assistant_actions())
+    stop_tokens = enc.stop_tokens_for_assistant_actions()
+    params = SamplingParams(max_tokens=max_tokens, temperature=temperature, stop_token_ids=stop_tokens)
     out = llm.generate([TokensPrompt(prompt_token_ids=ids)], sampling_params=params, use_tqdm=False)[0].outputs[0]
     tokens = list(out.token_ids)
-    stop = out.stop_reason if isinstance(out.stop_reason, (int, str)) else out.finish_reason
+    # The stop token itself: vLLM reports it as stop_reason, except for one the checkpoint also lists as EOS
+    # (<|return|>), which ends with stop_reason None and finish_reason "stop".
+    if isinstance(out.stop_reason, (int, str)):
+        stop = out.stop_reason
+    elif out.finish_reason == "stop" and tokens and tokens[-1] in stop_tokens:
+        stop = tokens[-1]
+    else:
+        stop = out.finish_reason
     try:
         parsed = enc.parse_messages_from_completion_tokens(tokens, Role.ASSISTANT)
     except Exception as e:  # noqa: BLE001 - a truncated completion is still reported, with what failed
@@ -120,7 +127,7 @@ def sample(llm, user: str, *, instructions: str | None = None, tools: list[Funct
 
 def describe(message: dict[str, Any]) -> str:
     """One parsed message as a line: [channel to=recipient] text."""
-    head = message.get("channel") or message.get("author", {}).get("role", "")
+    head = message.get("channel") or str(message.get("role") or "")  # harmony's Message.to_dict()
     if message.get("recipient"):
         head += f" to={message['recipient']}"
     if message.get("content_type"):

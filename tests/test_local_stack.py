@@ -21,6 +21,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 
@@ -41,8 +42,7 @@ def _env(home: Path, ray_tmp: Path) -> dict[str, str]:
             "RAY_USAGE_STATS_ENABLED": "0"}
 
 
-def ops(deployed_or_home, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    env = deployed_or_home["env"] if isinstance(deployed_or_home, dict) else deployed_or_home
+def ops(env: dict[str, str], *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     return run_ops(*args, env=env, timeout=timeout)
 
 
@@ -111,7 +111,7 @@ def test_deploy_reports_endpoint_and_key_file(deployed):
 
 
 def test_second_deploy_converges(deployed):
-    proc = ops(deployed, "deploy", "--target", "local", "--set", "reasoning_effort=low", "--json", timeout=300)
+    proc = ops(deployed["env"], "deploy", "--target", "local", "--set", "reasoning_effort=low", "--json", timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     assert not any(c.startswith("serve application") for c in result["changed"]), result
@@ -120,7 +120,7 @@ def test_second_deploy_converges(deployed):
 
 
 def test_status_json(deployed):
-    proc = ops(deployed, "status", "--target", "local", "--json", timeout=120)
+    proc = ops(deployed["env"], "status", "--target", "local", "--json", timeout=120)
     assert proc.returncode == 0, proc.stderr
     st = json.loads(proc.stdout)
     assert st["running"] is True and st["app_status"] == "RUNNING"
@@ -168,6 +168,17 @@ def _stack_pids(token_file: Path) -> list[int]:
     return pids
 
 
+def _grpc_code(port: int, metadata) -> grpc.StatusCode:
+    """The status of one call to a Serve replica's gRPC service (an empty request)."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = channel.unary_unary("/ray.serve.ASGIService/HandleRequest")
+        try:
+            call(b"", metadata=metadata, timeout=10)
+        except grpc.RpcError as e:
+            return e.code()
+    return grpc.StatusCode.OK
+
+
 def test_every_listener_of_the_stack_is_on_loopback_and_ray_wants_its_token(deployed):
     from ops import ray_token
     from ops.doctor import checks
@@ -176,18 +187,23 @@ def test_every_listener_of_the_stack_is_on_loopback_and_ray_wants_its_token(depl
     pids = set(_stack_pids(token_file))
     assert len(pids) >= 5, pids  # GCS, raylet, dashboard, agents, workers, the engine
     owners = checks.socket_owners()
-    listeners = [(addr, port, owners[inode][1][:80]) for addr, port, inode in checks._listeners("/proc")
+    listeners = [(addr, port, owners[inode][1]) for addr, port, inode in checks._listeners("/proc")
                  if inode in owners and owners[inode][0] in pids]
     assert any(port == 6379 for _, port, _ in listeners) and any(port == 8000 for _, port, _ in listeners)
-    exposed = [x for x in listeners if not checks.is_loopback(x[0])]
-    assert exposed == [], exposed  # docs/local.md: no exception is needed with Ray in single-node mode
+    beyond = [x for x in listeners if not checks.is_loopback(x[0])]
+    # docs/local.md: the only exception is what Ray cannot bind to loopback (checks.RAY_UNBINDABLE), each a
+    # gRPC server that refuses a call without the token or with a wrong one
+    assert [x for x in beyond if not checks.unbindable(x[2], x[1])] == [], beyond
+    for _, port, _ in beyond:
+        for metadata in ((), (("authorization", "Bearer wrong"),)):
+            assert _grpc_code(port, metadata) == grpc.StatusCode.UNAUTHENTICATED, (port, metadata)
     jobs = "http://127.0.0.1:8265/api/jobs/"
     assert httpx.get(jobs, timeout=10).status_code == 401
     assert httpx.get(jobs, timeout=10, headers={"Authorization": "Bearer wrong"}).status_code in (401, 403)
     token = ray_token.read(token_file)
     assert httpx.get(jobs, timeout=10, headers=ray_token.headers(token)).status_code == 200
-    proc = ops(deployed, "doctor", "--json", timeout=300)
-    rows = {r["check"]: r for r in json.loads(proc.stdout) if r.get("check")}
+    proc = ops(deployed["env"], "doctor", "--json", timeout=300)
+    rows = {r["id"]: r for r in json.loads(proc.stdout)}
     assert rows["ray-ports"]["status"] == "ok" and rows["ray-auth"]["status"] == "ok", rows
 
 
@@ -411,7 +427,7 @@ def test_prompt_longer_than_context_is_400_with_the_limit(deployed, path, body):
 
 
 def test_smoke_cli_json(deployed):
-    proc = ops(deployed, "smoke", "--target", "local", "--json", timeout=600)
+    proc = ops(deployed["env"], "smoke", "--target", "local", "--json", timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
     report = json.loads(proc.stdout)
     assert report["ok"] and report["failed"] == 0
@@ -426,13 +442,13 @@ def test_smoke_cli_json(deployed):
 def test_smoke_fails_with_a_wrong_key(deployed, tmp_path):
     bad = tmp_path / "bad-key"
     bad.write_text("nope\n")
-    proc = ops(deployed, "smoke", "--target", "local", "--json", "--api-key-file", str(bad), timeout=300)
+    proc = ops(deployed["env"], "smoke", "--target", "local", "--json", "--api-key-file", str(bad), timeout=300)
     assert proc.returncode == 1
     assert json.loads(proc.stdout)["ok"] is False
 
 
 def test_logs_cli(deployed):
-    proc = ops(deployed, "logs", "--target", "local", "--json", "-n", "5", timeout=60)
+    proc = ops(deployed["env"], "logs", "--target", "local", "--json", "-n", "5", timeout=60)
     assert proc.returncode == 0, proc.stderr
     logs = json.loads(proc.stdout)
     assert any("controller" in p for p in logs) and any("GptOss" in p for p in logs)
@@ -440,12 +456,12 @@ def test_logs_cli(deployed):
 
 
 def test_terminate_twice(deployed):
-    first = ops(deployed, "terminate", "--target", "local", "--json", timeout=300)
+    first = ops(deployed["env"], "terminate", "--target", "local", "--json", timeout=300)
     assert first.returncode == 0, first.stderr
     assert "ray head" in json.loads(first.stdout)["stopped"]
     assert not _ray_is_up()
     assert _stack_pids(deployed["home"] / "ray_auth_token") == []  # no engine or worker outlives it
-    second = ops(deployed, "terminate", "--target", "local", timeout=120)
+    second = ops(deployed["env"], "terminate", "--target", "local", timeout=120)
     assert second.returncode == 0 and "nothing was running" in second.stderr
-    st = ops(deployed, "status", "--target", "local", "--json", timeout=60)
+    st = ops(deployed["env"], "status", "--target", "local", "--json", timeout=60)
     assert json.loads(st.stdout)["running"] is False

@@ -31,7 +31,7 @@ def test_the_model_reasons_then_answers_and_stops(llm):
     channels = [m["channel"] for m in r.messages]
     assert channels == ["analysis", "final"], r.messages
     assert r.completion_tokens[-1] == RETURN and r.stop_reason == str(RETURN)
-    assert all(m["author"]["role"] == "assistant" for m in r.messages)
+    assert all(m["role"] == "assistant" for m in r.messages)  # harmony's Message.to_dict()
 
 
 def test_reasoning_effort_changes_the_length_of_the_analysis(llm):

@@ -30,6 +30,13 @@ MIN_VLLM = (0, 10, 1)  # first vLLM with GptOssForCausalLM
 MIN_TRANSFORMERS = (4, 55, 0)  # first transformers with `gpt_oss`
 # Ray's well-known listening ports: GCS (6379), dashboard (8265), Ray client (10001), dashboard agent HTTP (52365).
 RAY_PORTS = {6379: "GCS", 8265: "dashboard", 10001: "Ray client", 52365: "dashboard agent"}
+# Listeners Ray binds to every interface with no setting to move them, by the command of the process that owns
+# them (and never on one of RAY_PORTS). Each is a gRPC server built by Ray's create_grpc_server_with_interceptors,
+# which refuses calls without the cluster's token when RAY_AUTH_MODE=token (the ray-auth check).
+RAY_UNBINDABLE = {
+    "ray::ServeReplica": "Serve's inter-deployment gRPC server: Ray 2.60 binds it to [::]:0 "
+                         "(ray/serve/_private/replica.py, no setting) and it refuses calls without Ray's token",
+}
 
 _FETCH_FIX = "ops encodings fetch --dest DIR && export TIKTOKEN_ENCODINGS_BASE=DIR"
 
@@ -345,6 +352,13 @@ def is_ray_process(cmdline: str) -> bool:
             or "/ray/" in cmdline or "ray/dashboard" in cmdline)
 
 
+def unbindable(cmdline: str, port: int) -> str | None:
+    """Why Ray cannot keep this listener on loopback, for the ones it cannot (RAY_UNBINDABLE); else None."""
+    if port in RAY_PORTS:
+        return None
+    return next((why for prefix, why in RAY_UNBINDABLE.items() if cmdline.startswith(prefix)), None)
+
+
 def ray_listeners(proc_root: str = "/proc") -> list[tuple[str, int, int, str]]:
     """(address, port, pid, command) of every socket a Ray process listens on."""
     owners = socket_owners(proc_root)
@@ -365,7 +379,9 @@ def ray_ports(ports: Mapping[int, str] = RAY_PORTS, proc_root: str = "/proc") ->
     socket of a Ray process beyond loopback is reported, and Ray's well-known ports on every interface even when
     their process is not visible (another user's, or in a container)."""
     named = {(a, p) for a, p, _ in _listeners(proc_root) if p in ports and a in ("0.0.0.0", "::")}
-    found = {(a, p): ports.get(p, "Ray") for a, p, _, _ in ray_listeners(proc_root) if not is_loopback(a)}
+    beyond = [(a, p, cmd) for a, p, _, cmd in ray_listeners(proc_root) if not is_loopback(a)]
+    known = {(a, p): unbindable(cmd, p) for a, p, cmd in beyond if unbindable(cmd, p)}
+    found = {(a, p): ports.get(p, "Ray") for a, p, _ in beyond if (a, p) not in known}
     found.update({k: ports[k[1]] for k in named})
     if found:
         desc = ", ".join(f"{what} {_fmt(a, p)}" for (a, p), what in sorted(found.items(), key=lambda kv: kv[0][1]))
@@ -377,6 +393,10 @@ def ray_ports(ports: Mapping[int, str] = RAY_PORTS, proc_root: str = "/proc") ->
                            "group and turn on token authentication (RAY_AUTH_MODE=token)")
     bound = sorted({(a, p) for a, p, _, _ in ray_listeners(proc_root)} | {(a, p) for a, p, _ in _listeners(proc_root)
                                                                            if p in ports})
+    if known:
+        reasons = sorted(set(known.values()))
+        return Finding("ray-ports", OK, f"Ray listens on loopback only, but for {len(known)} socket(s) Ray cannot "
+                       "bind there (" + ", ".join(_fmt(a, p) for a, p in sorted(known)) + "): " + "; ".join(reasons))
     if bound:
         return Finding("ray-ports", OK, f"Ray listens on loopback only ({len(bound)} sockets, e.g. "
                        + ", ".join(_fmt(a, p) for a, p in bound[:4]) + ")")

@@ -12,18 +12,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 import harness
+from tests.support import run_ops
 
 pytestmark = [pytest.mark.cluster, pytest.mark.stack]
 
-OPS = str(Path(sys.executable).parent / "ops")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -53,14 +51,10 @@ def spec(stack):
     return resolve(preset="tiny", flags={"target": "cluster"}).spec
 
 
-def _ops(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([OPS, *args], capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
-
-
 @pytest.fixture(scope="module")
 def deployed(stack):
     """`ops deploy --preset tiny --target cluster --json`, once for the module."""
-    proc = _ops("deploy", "--preset", "tiny", "--target", "cluster", "--json")
+    proc = run_ops("deploy", "--preset", "tiny", "--target", "cluster", "--json")
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout)
 
@@ -89,7 +83,7 @@ def test_second_deploy_changes_and_uploads_nothing(spec, deployed):
 
 
 def test_status_json_shows_nodes_and_serve_states(stack, deployed):
-    proc = _ops("status", "--preset", "tiny", "--target", "cluster", "--json", timeout=300)
+    proc = run_ops("status", "--preset", "tiny", "--target", "cluster", "--json", timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     st = json.loads(proc.stdout)
     assert st["running"] is True and st["app_status"] == "RUNNING"
