@@ -17,6 +17,9 @@ EXTRAS_TEST := local,infra,cluster,anyscale,dev
 # otherwise the local target fetches and verifies them itself.
 ENCODINGS_MIRROR := $(abspath $(wildcard ../shared/tiktoken_encodings))
 
+# The trained tiny gpt-oss is kept in the project (.ops/models) by both entry points, so it is trained once.
+export GPT_OSS_MODEL_CACHE ?= $(CURDIR)/.ops/models
+
 deploy-local: venv-local
 	$(if $(TIKTOKEN_ENCODINGS_BASE),,$(if $(ENCODINGS_MIRROR),TIKTOKEN_ENCODINGS_BASE=$(ENCODINGS_MIRROR))) $(BIN)/ops deploy --target local
 
@@ -26,7 +29,7 @@ test: system-deps venv-test rehearsal-assets tiny-model
 # The trained tiny gpt-oss every serving test loads (~15 minutes on 2 cores the first time; a no-op when the
 # cache, .ops/models, holds its recipe's checkpoint). Trained here, before the suite, so no test waits on it.
 tiny-model: venv-test
-	GPT_OSS_MODEL_CACHE=$${GPT_OSS_MODEL_CACHE:-$(CURDIR)/.ops/models} $(BIN)/python -m ops.tiny_model $(or $(ENCODINGS_MIRROR),$(error tiny-model: the verified encodings (../shared/tiktoken_encodings) must sit beside the project))
+	$(BIN)/python -m ops.tiny_model $(or $(ENCODINGS_MIRROR),$(error tiny-model: the verified encodings (../shared/tiktoken_encodings) must sit beside the project))
 
 # What the production-path rehearsal boots (tests/rehearsal): the AMI stand-in (a Debian root filesystem with
 # systemd, Docker, sshd, cloud-init, the AWS CLI) and the CPU serving image in a local registry's storage. Built

@@ -100,6 +100,7 @@ def main() -> None:
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root (network namespaces, systemd-nspawn): sudo .venv/bin/python bench/rehearsal_boot.py")
+    os.environ.setdefault("GPT_OSS_MODEL_CACHE", str(ROOT / ".ops" / "models"))  # where make test trains it
     encodings = Path(os.environ.get("TIKTOKEN_ENCODINGS_BASE") or ROOT.parent / "shared" / "tiktoken_encodings")
     os.environ["TIKTOKEN_ENCODINGS_BASE"] = str(encodings)
     model_dir = tiny_model.ensure(encodings)

@@ -10,6 +10,7 @@ random-weight checkpoint of the same architecture it replaced.
 Run it alone, under the stack lock (it starts and stops the local Ray):
 
     flock /tmp/gpt-oss-stack.lock .venv/bin/python bench/tiny_model.py --runs 2
+    flock /tmp/gpt-oss-stack.lock .venv/bin/python bench/tiny_model.py --model-cache .ops/models  # no training
 
 Prints a table on stderr and JSON on stdout (bench/results/ keeps recorded runs).
 """
@@ -35,16 +36,20 @@ def _du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def train(encodings: str) -> tuple[Path, dict]:
+def train(encodings: str, cache: Path | None = None) -> tuple[Path, dict]:
+    """Train into an empty model cache, timed; or, given a cache that already holds this recipe's checkpoint
+    (e.g. the one `make test` trained), take it and the training time its marker recorded."""
     from ops import tiny_model
 
-    cache = Path(tempfile.mkdtemp(prefix="tiny-bench-models-"))
-    os.environ["GPT_OSS_MODEL_CACHE"] = str(cache)
+    os.environ["GPT_OSS_MODEL_CACHE"] = str(cache or tempfile.mkdtemp(prefix="tiny-bench-models-"))
+    if cache is not None and not tiny_model.is_complete(tiny_model.default_dir()):
+        raise SystemExit(f"{cache} holds no checkpoint of the current recipe: leave --model-cache out to train")
     t0 = time.monotonic()
     path = tiny_model.ensure(encodings)
-    seconds = time.monotonic() - t0
+    seconds = None if cache is not None else round(time.monotonic() - t0, 1)
     marker = json.loads((path / tiny_model.MARKER).read_text())
-    return path, {"seconds": round(seconds, 1), "train_seconds": marker["train_seconds"],
+    return path, {"seconds": seconds, "from_cache": str(cache) if cache else None,
+                  "train_seconds": marker["train_seconds"],
                   "steps": marker["steps"], "examples": marker["examples"],
                   "trained_vocab": marker["trained_vocab"], "parameters": marker["parameters"],
                   "safetensors_bytes": _du(path) - sum(p.stat().st_size for p in path.iterdir()
@@ -83,13 +88,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=2, help="cold deploys per checkpoint (median reported)")
     ap.add_argument("--timeout", type=float, default=900.0)
+    ap.add_argument("--model-cache", type=Path, help="use the checkpoint already trained in this cache and the "
+                    "training time it recorded, instead of training into an empty one (e.g. .ops/models)")
     ap.add_argument("--encodings", default=os.environ.get("TIKTOKEN_ENCODINGS_BASE") or
                     str(ROOT.parent / "shared" / "tiktoken_encodings"))
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="tiny-bench-"))
     os.environ["TIKTOKEN_ENCODINGS_BASE"] = args.encodings
-    trained, training = train(args.encodings)
-    print(f"training: {training['seconds']}s, {training['parameters']:,} parameters, "
+    trained, training = train(args.encodings, args.model_cache)
+    took = "cached" if training["seconds"] is None else f"{training['seconds']}s"
+    print(f"training: {took}, of which {training['train_seconds']}s training steps, "
+          f"{training['parameters']:,} parameters, "
           f"{training['checkpoint_bytes'] / 2**20:.0f} MiB", file=sys.stderr, flush=True)
     random = random_twin(trained, work / "random")
     env = dict(os.environ, GPT_OSS_OPS_HOME=str(work / "home"), GPT_OSS_RAY_TEMP_DIR=f"/tmp/gr-bench-{os.getpid()}",
