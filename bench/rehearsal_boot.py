@@ -43,7 +43,7 @@ import provision  # noqa: E402
 import region  # noqa: E402
 
 from ops import tiny_model  # noqa: E402
-from tests.support import run_ops  # noqa: E402
+from tests.support import MODEL_CACHE, run_ops  # noqa: E402
 
 BOOT_STAGES = ("os", "secrets", "encodings", "image", "weights", "ray", "join")
 
@@ -100,7 +100,7 @@ def main() -> None:
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root (network namespaces, systemd-nspawn): sudo .venv/bin/python bench/rehearsal_boot.py")
-    os.environ.setdefault("GPT_OSS_MODEL_CACHE", str(ROOT / ".ops" / "models"))  # where make test trains it
+    os.environ.setdefault("GPT_OSS_MODEL_CACHE", str(MODEL_CACHE))  # where make test trains it
     encodings = Path(os.environ.get("TIKTOKEN_ENCODINGS_BASE") or ROOT.parent / "shared" / "tiktoken_encodings")
     os.environ["TIKTOKEN_ENCODINGS_BASE"] = str(encodings)
     model_dir = tiny_model.ensure(encodings)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import MODEL_CACHE
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 ENCODINGS = SHARED / "tiktoken_encodings"
@@ -28,7 +30,7 @@ _RUN_HOME = Path(tempfile.mkdtemp(prefix="gpt-oss-ops-test-home-"))
 _SESSION_OPS_HOME = str(_RUN_HOME / "ops-home")
 os.environ["HOME"] = str(_RUN_HOME)
 os.environ["GPT_OSS_OPS_HOME"] = _SESSION_OPS_HOME
-os.environ.setdefault("GPT_OSS_MODEL_CACHE", str(ROOT / ".ops" / "models"))
+os.environ.setdefault("GPT_OSS_MODEL_CACHE", str(MODEL_CACHE))
 for _var in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE", "RAY_ADDRESS", "GPT_OSS_API_KEY",
              "GPT_OSS_RAY_TEMP_DIR", "XDG_CACHE_HOME", "HF_HOME"):
     os.environ.pop(_var, None)

@@ -9,6 +9,10 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
+
+# Where `make` keeps the trained tiny gpt-oss, and so where the suite and the benchmarks look for it.
+MODEL_CACHE = Path(__file__).resolve().parents[1] / ".ops" / "models"
 
 # Ray hands out worker ports from this range; a port a test picks for something else must stay out of it.
 RAY_WORKER_PORTS = range(10002, 20000)

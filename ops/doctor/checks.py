@@ -379,9 +379,9 @@ def ray_ports(ports: Mapping[int, str] = RAY_PORTS, proc_root: str = "/proc") ->
     socket of a Ray process beyond loopback is reported, and Ray's well-known ports on every interface even when
     their process is not visible (another user's, or in a container)."""
     named = {(a, p) for a, p, _ in _listeners(proc_root) if p in ports and a in ("0.0.0.0", "::")}
-    beyond = [(a, p, cmd) for a, p, _, cmd in ray_listeners(proc_root) if not is_loopback(a)]
-    known = {(a, p): unbindable(cmd, p) for a, p, cmd in beyond if unbindable(cmd, p)}
-    found = {(a, p): ports.get(p, "Ray") for a, p, _ in beyond if (a, p) not in known}
+    beyond = {(a, p): unbindable(cmd, p) for a, p, _, cmd in ray_listeners(proc_root) if not is_loopback(a)}
+    known = {k: why for k, why in beyond.items() if why}
+    found = {(a, p): ports.get(p, "Ray") for (a, p), why in beyond.items() if not why}
     found.update({k: ports[k[1]] for k in named})
     if found:
         desc = ", ".join(f"{what} {_fmt(a, p)}" for (a, p), what in sorted(found.items(), key=lambda kv: kv[0][1]))

@@ -78,13 +78,11 @@ class _Cluster:
 
     def api(self, route: str, timeout: float = 10.0) -> dict[str, Any]:
         """GET a Ray dashboard route, from the head (the dashboard listens on the head's loopback)."""
-        from ops.remote.connection import run
         from ops.remote.serve_remote import API_SCRIPT
 
-        # remote_env names the cluster's Ray token file (RAY_AUTH_TOKEN_PATH), which the script sends.
-        r = run(self.head, self.settings,
-                [self.settings.remote_python, "-c", API_SCRIPT, self.settings.dashboard_url() + route, str(timeout)],
-                env=self.settings.remote_env, check=False, timeout=timeout + 30, what="querying the Ray dashboard")
+        # run_head's environment names the cluster's Ray token file (RAY_AUTH_TOKEN_PATH), which the script sends.
+        r = self.run_head([self.settings.remote_python, "-c", API_SCRIPT, self.settings.dashboard_url() + route,
+                           str(timeout)], check=False, timeout=timeout + 30, what="querying the Ray dashboard")
         try:
             return json.loads(r.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
