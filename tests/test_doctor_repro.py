@@ -1,5 +1,5 @@
 """The two slow reproductions, re-run for real: a transformers release that predates gpt-oss refusing the tiny
-gpt-oss checkpoint (throwaway venv), and vLLM's CPU engine refusing a max_model_len its KV cache cannot hold
+gpt-oss checkpoint (the throwaway venv `make test-envs` builds before the suite), and vLLM's CPU engine refusing a max_model_len its KV cache cannot hold
 (the real engine, under the stack lock). Both outputs must be recognised by the doctor and match the recorded
 fixtures' final lines."""
 
@@ -12,7 +12,7 @@ import pytest
 from ops import tiny_model
 from ops.doctor import checks, scan
 from tests import scripts
-from tests.support import free_port
+from tests.support import OLD_TRANSFORMERS, env_python, free_port
 
 ERRORS = Path(__file__).parent / "fixtures" / "errors"
 reproduce = scripts.load(ERRORS / "reproduce.py", "doctor_reproduce")
@@ -24,9 +24,9 @@ def tiny_dir(tmp_path_factory, encodings_dir) -> Path:
 
 
 @pytest.fixture(scope="module")
-def old_transformers(tmp_path_factory) -> Path:
-    """transformers 4.54.1 and its light dependencies (no torch) in a venv of its own, from the package index."""
-    return reproduce.old_transformers_venv(tmp_path_factory.mktemp("venv"))
+def old_transformers() -> Path:
+    """transformers 4.54.1 and its light dependencies (no torch) in a venv of its own, built before the suite."""
+    return env_python(OLD_TRANSFORMERS)
 
 
 @pytest.mark.timeout(900)

@@ -82,6 +82,12 @@ def register(app: typer.Typer) -> None:
         from ops.console import emit_json, err
 
         spec = _spec(preset, file, model, accelerator, tp, max_model_len, target, sets)
+        if spec.target.value == "local":
+            # The local target serves from this interpreter's Ray, vLLM and torch: refuse a combination that
+            # cannot import before any Ray or model is started (the other targets' engines run in their images).
+            from ops.doctor import compat
+
+            compat.require()
         opts = _opts(timeout_s=timeout, deploy_timeout_s=timeout, stack=stack, outputs_file=outputs,
                      identity_file=identity, user=user, known_hosts=known_hosts,
                      accept_new_host_keys=accept_new_host_keys, via=via, bastion=bastion, tunnel=tunnel, name=name,

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ops.doctor import checks, scan
+from ops.doctor import checks, compat, scan
 from ops.doctor.report import FAIL, OK, WARN, Finding
 
 
@@ -36,8 +36,9 @@ def environment(spec, *, encodings_dir: str | None = None, python: str | None = 
     if gpus is None and probe_gpus:
         gpus = checks.nvidia_smi()
     findings = [checks.encodings(enc), checks.encodings_env(enc, env)]
+    findings.extend(compat.findings(python or sys.executable, env=env))
     if target == "cluster":
-        # The engines run on the nodes, whose own copies are checked over SSH; here it only matters for
+        # The engines run on the nodes (their image, their copies, checked over SSH); here it only matters for
         # what this machine uploads, so it does not fail the run.
         for f in findings:
             if f.status == FAIL:

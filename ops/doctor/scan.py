@@ -11,7 +11,7 @@ import shlex
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from ops.doctor.report import FAIL, Finding
+from ops.doctor.report import Finding
 from ops.doctor.signatures import SIGNATURES, Signature
 
 # Ray's session logs on a node that runs Ray with its default temp dir (cluster nodes); on this machine,
@@ -33,7 +33,7 @@ def scan(texts: Iterable[tuple[str, str]], signatures: list[Signature] = SIGNATU
                 if sig.pattern.search(line):
                     f = seen.get(sig.name)
                     if f is None:
-                        seen[sig.name] = Finding(sig.check, FAIL, f"log: {_clip(line.strip())}", cause=sig.cause,
+                        seen[sig.name] = Finding(sig.check, sig.status, f"log: {_clip(line.strip())}", cause=sig.cause,
                                                  fix=sig.fix, signature=sig.name, sources=[source],
                                                  evidence=_clip(line.strip(), 400))
                     elif source not in f.sources:

