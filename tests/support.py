@@ -45,9 +45,11 @@ def free_port(host: str = "127.0.0.1", avoid: range | None = None) -> int:
 
 
 def run_ops(*args: str, env: dict[str, str] | None = None, timeout: float = 900,
-            cwd: str | os.PathLike | None = None) -> subprocess.CompletedProcess:
-    """`python -m ops ARGS` with this interpreter, the test's environment plus `env`, output captured."""
-    return subprocess.run([sys.executable, "-m", "ops", *args], capture_output=True, text=True, timeout=timeout,
+            cwd: str | os.PathLike | None = None, python: str | os.PathLike = sys.executable
+            ) -> subprocess.CompletedProcess:
+    """`python -m ops ARGS` with this interpreter (or a throwaway environment's `python`), the test's environment
+    plus `env`, output captured."""
+    return subprocess.run([str(python), "-m", "ops", *args], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "COLUMNS": "200", **(env or {})}, cwd=cwd)
 
 

@@ -525,3 +525,69 @@ def remote_encodings(conn, directory: str) -> Finding:
                        fix=f"copy verified files to {directory} on the node (ops encodings fetch --dest DIR, then "
                            "upload), or use the serving image, which bakes them in")
     return Finding("encodings", OK, f"{host}:{directory}: verified (sha256)")
+
+
+# ------------------------------------------------------------------------------ engines a dead Ray left
+
+def engine_orphans(own_token: str | None = None, found: list | None = None, where: str = "",
+                   fix_cmd: str = "ops terminate --target local") -> Finding:
+    """vLLM engine processes no live Ray owns (see ops.engine_orphans); `own_token` is this deployment's Ray
+    token file, to say which of them `ops terminate` reaps and which belong to someone else."""
+    from ops import engine_orphans as eo
+
+    found = eo.orphans() if found is None else found
+    if not found:
+        return Finding("engine-orphans", OK, f"{where}no vLLM engine outside a live Ray")
+    total = sum(p.rss_mib for p in found) / 1024
+    mine = [p for p in found if own_token is None or p.token_path == own_token]
+    others = [p for p in found if p not in mine]
+    pids = " ".join(str(p.pid) for p in found)
+    fix = (f"{fix_cmd} (reaps this deployment's by pid)" if mine else "") + \
+        ("; " if mine and others else "") + \
+        (f"kill {' '.join(str(p.pid) for p in others)} (started by another deployment: "
+         f"{', '.join(sorted({p.token_path or 'unknown' for p in others}))})" if others else "")
+    return Finding("engine-orphans", FAIL,
+                   f"{where}{len(found)} vLLM engine process(es) outlived their Ray, holding {total:.1f} GiB: "
+                   + ", ".join(p.describe() for p in found),
+                   cause="Ray died without shutting its replicas down (killed, OOM, ray stop --force); vLLM's "
+                         "engine processes are not Ray's, so they were reparented to init and keep their memory",
+                   fix=fix or f"kill {pids}")
+
+
+def gpu_processes(apps: list | None = None, probe: bool = True, where: str = "") -> Finding:
+    """Processes holding GPU memory outside a live Ray (nvidia-smi's compute apps); not applicable on CPU."""
+    from ops import engine_orphans as eo
+
+    if apps is None and probe:
+        apps = eo.gpu_processes()
+    if apps is None:
+        return Finding("gpu-processes", OK, f"{where}not applicable: no NVIDIA driver (nvidia-smi absent)")
+    stray = [a for a in apps if not a["owned"]]
+    if not stray:
+        return Finding("gpu-processes", OK, f"{where}{len(apps)} process(es) hold GPU memory, all under a live Ray")
+    return Finding("gpu-processes", FAIL, f"{where}GPU memory held outside any running deployment: " + ", ".join(
+        f"pid {a['pid']} {a['name'].split(' ', 1)[0]} ({a['used_mib'] or '?'} MiB)" for a in stray),
+                   cause="a process no live Ray owns (an orphaned vLLM engine, or another program) holds GPU memory "
+                         "the next deploy needs; it fails with 'CUDA out of memory' or 'No available memory for the "
+                         "cache blocks'",
+                   fix="ops terminate (reaps orphaned engines of this deployment), or kill "
+                       + " ".join(str(a["pid"]) for a in stray))
+
+
+def remote_engine_orphans(conn, python: str) -> list[Finding]:
+    """The same two checks on a cluster node, by running ops.engine_orphans there (its source over SSH)."""
+    import shlex
+
+    from ops import engine_orphans as eo
+
+    host = getattr(conn, "host", str(conn))
+    where = f"{host}: "
+    argv = [python, "-c", Path(eo.__file__).read_text(), "list"]
+    try:
+        result = conn.run(shlex.join(argv), hide=True, warn=True, in_stream=False)
+        data = json.loads(result.stdout.strip().splitlines()[-1])
+    except Exception as e:  # noqa: BLE001 - an unreachable node is reported by the log scan as well
+        return [Finding("engine-orphans", WARN, f"{where}not checked ({type(e).__name__}: {e})")]
+    found = [eo.Proc(**p) for p in data["orphans"]]
+    return [engine_orphans(None, found, where, fix_cmd="ops terminate --target cluster"),
+            gpu_processes(data["gpu"], probe=False, where=where)]

@@ -52,6 +52,10 @@ def environment(spec, *, encodings_dir: str | None = None, python: str | None = 
     findings += [checks.ray_ports(), checks.ray_auth(dashboard, env)]
     if target == "local" or dashboard:
         findings.append(checks.serve_app(dashboard, env))
+    if target == "local":
+        from ops.targets.local import ray_token_file
+
+        findings += [checks.engine_orphans(str(ray_token_file())), checks.gpu_processes(probe=probe_gpus)]
     return findings
 
 
@@ -73,12 +77,13 @@ def logs(target: str, log_files: Sequence[str] = (), hosts: Sequence[str] | None
 
 
 def cluster_logs(hosts: Sequence[str] | None = None) -> list[Finding]:
-    """Every node's Ray logs over SSH, and the vocab files its engines read. Nodes come from --host, else from
+    """Every node's Ray logs over SSH, the vocab files its engines read, and the engines a dead Ray left there
+    (orphaned vLLM processes, GPU memory no deployment owns). Nodes come from --host, else from
     the stack (the cluster target's settings: outputs file, SSH key, known_hosts, GPT_OSS_* variables)."""
     from ops.errors import OpsError
 
     try:
-        conns, log_dir, close, encodings_dir = _cluster_connections(hosts)
+        conns, log_dir, close, encodings_dir, python = _cluster_connections(hosts)
     except OpsError as e:
         return [Finding("logs", WARN, f"cluster logs not scanned: {e.message}",
                         fix=e.fix or "pass --host USER@HOST for each node, or --log FILE for copied logs")]
@@ -86,8 +91,10 @@ def cluster_logs(hosts: Sequence[str] | None = None) -> list[Finding]:
     try:
         texts = list(scan.remote_ray_logs(conns, log_dir, unreachable=unreachable))
         down = {h for h, _ in unreachable}
-        node_checks = [checks.remote_encodings(c, encodings_dir) for c in conns
-                       if getattr(c, "host", None) not in down]
+        up = [c for c in conns if getattr(c, "host", None) not in down]
+        node_checks = [checks.remote_encodings(c, encodings_dir) for c in up]
+        for c in up:
+            node_checks += checks.remote_engine_orphans(c, python)
     finally:
         close()
     found = scan.scan(texts)
@@ -127,4 +134,4 @@ def _cluster_connections(hosts: Sequence[str] | None):
             except Exception:  # noqa: BLE001 - closing is best effort
                 pass
 
-    return conns, log_dir, close, s.encodings_dir
+    return conns, log_dir, close, s.encodings_dir, s.remote_python

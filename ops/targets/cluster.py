@@ -689,7 +689,7 @@ def terminate(spec: DeploymentSpec, *, destroy: bool = False, verify: bool = Fal
     result = TerminateResult()
     s = settings_mod.load(**options)
     try:
-        with _cluster(spec, options, workers=False) as c:
+        with _cluster(spec, options) as c:
             app = _app_state(c)
             if app is None:
                 result.already_stopped.append(f"Serve application {spec.name!r} (Ray is not running on the head)")
@@ -701,6 +701,7 @@ def terminate(spec: DeploymentSpec, *, destroy: bool = False, verify: bool = Fal
                                what="serve shutdown", timeout=300)
                     _wait_gone(c)
                 result.stopped.append(f"Serve application {spec.name!r} on {c.hosts.head}")
+            _reap_orphans(c, result)
     except OpsError as e:
         if not (destroy or verify):
             raise
@@ -714,6 +715,38 @@ def terminate(spec: DeploymentSpec, *, destroy: bool = False, verify: bool = Fal
     if verify:
         result.details["orphans"] = _verify(stack, s.region or spec.aws.region)
     return result
+
+
+def _reap_orphans(c: _Cluster, result: TerminateResult) -> None:
+    """On every node, the vLLM engines a Ray that died abruptly left (ops.engine_orphans, its source run with the
+    node's Python): ended by pid and listed. With a Ray this target started, only engines carrying its token
+    file; on the stack's nodes, every orphaned engine (the node serves this deployment alone)."""
+    from ops import engine_orphans
+    from ops.remote.connection import fanout
+
+    argv = [c.settings.remote_python, "-c", Path(engine_orphans.__file__).read_text(), "reap"]
+    if c.ray_token_path:
+        argv += ["--token-path", c.ray_token_path]
+    try:
+        with _stage("orphaned vLLM engines"):
+            ran = fanout(c.nodes.all, c.settings, argv, env=c.settings.remote_env, check=False,
+                         what="reaping orphaned vLLM engines")
+    except OpsError as e:  # a node out of reach: the shutdown stands; say which engines were not looked for
+        result.details["orphan_reap_errors"] = e.message
+        return
+    for host, r in ran.items():
+        try:
+            reaped = json.loads(r.stdout.strip().splitlines()[-1])["reaped"]
+        except (ValueError, IndexError, KeyError):
+            result.details.setdefault("orphan_reap_errors", {})[host] = (r.stderr or r.stdout or "")[-500:]
+            continue
+        for x in reaped:
+            what = (f"orphaned vLLM engine pid {x['pid']} {x['title']} on {host} "
+                    f"({x['rss_mib'] / 1024:.1f} GiB, {x['signal']})")
+            if not x["gone"]:
+                raise OpsError(f"{what} did not exit.", fix=f"ssh to {host} and kill -9 {x['pid']} as root.",
+                               runbook=engine_orphans.RUNBOOK)
+            result.stopped.append(what)
 
 
 def _wait_gone(c: _Cluster, timeout_s: float = 120) -> None:

@@ -539,7 +539,8 @@ def status(spec: DeploymentSpec, **_: Any) -> Status:
 
 
 def terminate(spec: DeploymentSpec, **_: Any) -> TerminateResult:
-    """`serve shutdown` + `ray stop`. Safe to repeat: a second run reports nothing was running."""
+    """`serve shutdown` + `ray stop`, then the vLLM engines a Ray that died abruptly left. Safe to repeat: a
+    second run reports nothing was running."""
     res = TerminateResult()
     if dashboard_up():
         details = serve_details() or {}
@@ -564,8 +565,24 @@ def terminate(spec: DeploymentSpec, **_: Any) -> TerminateResult:
         res.stopped.append("ray head")
     else:
         res.already_stopped += ["serve applications", "ray head"]
+    reap_orphans(res)
     res.details = {"api_key_file": str(key_file()), "logs": str(ray_local.logs_dir())}
     return res
+
+
+def reap_orphans(res: TerminateResult) -> None:
+    """vLLM engines this deployment's Ray left when it died abruptly (they outlive `ray stop`): found by the
+    deployment's Ray token file in their environment, ended by pid (ops.engine_orphans)."""
+    from ops import engine_orphans
+
+    found = engine_orphans.orphans(str(ray_token_file()))
+    for r in engine_orphans.reap(found):
+        what = f"orphaned vLLM engine pid {r['pid']} {r['title']} ({r['rss_mib'] / 1024:.1f} GiB, {r['signal']})"
+        if r["gone"]:
+            res.stopped.append(what)
+        else:
+            raise OpsError(f"{what} did not exit.", fix=f"kill -9 {r['pid']} (as its owner or root).",
+                           runbook=engine_orphans.RUNBOOK)
 
 
 def logs(spec: DeploymentSpec, lines: int = 50, **_: Any) -> dict[str, list[str]]:
