@@ -94,7 +94,8 @@ def under_ray(pid: int, procs: dict[int, Proc]) -> bool:
     return False
 
 
-def _token_path(pid: int, proc_root: str) -> str | None:
+def token_path_of(pid: int, proc_root: str = "/proc") -> str | None:
+    """The Ray token file named in a process's environment: the deployment whose Ray started it."""
     env = _read(Path(proc_root) / str(pid) / "environ") or b""
     for item in env.split(b"\0"):
         if item.startswith(TOKEN_ENV.encode() + b"="):
@@ -108,7 +109,7 @@ def orphans(token_path: str | None = None, proc_root: str = "/proc") -> list[Pro
     found = []
     for p in procs.values():
         if p.title.startswith(ENGINE_PREFIX) and not under_ray(p.pid, procs):
-            p.token_path = _token_path(p.pid, proc_root)
+            p.token_path = token_path_of(p.pid, proc_root)
             if token_path is None or p.token_path == token_path:
                 found.append(p)
     return sorted(found, key=lambda p: p.pid)

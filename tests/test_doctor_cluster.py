@@ -1,11 +1,16 @@
 """`ops doctor --target cluster` reads every node's Ray logs over real SSH (network-namespace hosts running
 sshd, tests/cluster/harness.py), names the node and file where a failure was seen, and reports a node it could
-not reach instead of silently scanning fewer."""
+not reach instead of silently scanning fewer. It also finds a vLLM engine a dead Ray left on a node, which
+`ops terminate --target cluster` reaps there over SSH."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -94,3 +99,51 @@ def test_node_encodings_are_verified_over_ssh(two_hosts, monkeypatch, tmp_path, 
     r = CliRunner().invoke(app, ["doctor", "--target", "cluster", "--json", "--host", f"root@{head.addr}"])
     rows = [x for x in json.loads(r.stdout) if x["id"] == "encodings" and x["status"] == "fail"]
     assert len(rows) == 1 and "o200k_base.tiktoken missing" in rows[0]["summary"]
+
+
+# An engine whose Ray is gone: titled by vLLM's own set_process_title (as EngineCoreProc titles itself), started
+# by a parent that exits at once, so it is reparented to init; its environment names the cluster target's Ray
+# token file, as every process of the Ray that target starts does.
+_ENGINE = (
+    "import subprocess, sys; subprocess.Popen([sys.executable, '-c', "
+    "'from vllm.utils.system_utils import set_process_title; import time; "
+    "set_process_title(\"EngineCore\"); time.sleep(600)'], start_new_session=True, "
+    "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)"
+)
+
+
+def test_an_orphaned_engine_on_a_node_is_found_and_reaped_over_ssh(two_hosts):
+    from ops import engine_orphans
+    from ops.spec import resolve
+    from ops.targets import cluster
+
+    head, _ = two_hosts.hosts
+    token = f"{two_hosts.env(Path('/unused'))['GPT_OSS_REMOTE_DIR']}/config/ray_token"
+    # SPT_NOENV: setproctitle keeps the environment readable (/proc/PID/environ), as it is for vLLM's engines.
+    subprocess.run([sys.executable, "-c", _ENGINE], env={**os.environ, "RAY_AUTH_TOKEN_PATH": token,
+                                                         "SPT_NOENV": "1"}, check=True, timeout=60)
+    deadline = time.monotonic() + 120
+    while not (found := engine_orphans.orphans(token)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    try:
+        assert len(found) == 1 and found[0].title == "VLLM::EngineCore"
+        pid = found[0].pid
+        r = CliRunner().invoke(app, ["doctor", "--target", "cluster", "--json"])
+        rows = [x for x in json.loads(r.stdout) if x["id"] == "engine-orphans" and x["status"] == "fail"]
+        on_head = [x for x in rows if x["summary"].startswith(f"{head.addr}: ")]
+        assert on_head and f"pid {pid} VLLM::EngineCore" in on_head[0]["summary"], rows
+        assert on_head[0]["fix"].startswith("ops terminate --target cluster")
+        assert r.exit_code == 1
+
+        spec = resolve(preset="tiny", flags={"target": "cluster"}).spec
+        res = cluster.terminate(spec)
+        reaped = [s for s in res.stopped if s.startswith(f"orphaned vLLM engine pid {pid} VLLM::EngineCore on ")]
+        assert len(reaped) == 1, res
+        assert engine_orphans.orphans(token) == []
+        assert not any(s.startswith("orphaned") for s in cluster.terminate(spec).stopped)  # twice: nothing left
+    finally:
+        for p in found:
+            try:
+                os.kill(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

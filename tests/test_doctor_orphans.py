@@ -1,0 +1,102 @@
+"""The orphaned-engine case, reproduced for real on the local stack: `ops deploy --target local`, then Ray dies
+abruptly (`ray stop --force` with the target's own Ray environment, as an OOM-killed raylet would), and vLLM's
+`VLLM::EngineCore` / `VLLM::Worker` survive, reparented, holding gigabytes. `ops doctor` must name them and the
+fix, `ops terminate` must reap them by pid and say so, and `ops doctor` is clean afterwards. Takes the stack lock
+(/tmp/gpt-oss-stack.lock), like every test that starts the stack."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from ops import engine_orphans
+from tests.support import run_ops
+
+pytestmark = [pytest.mark.stack, pytest.mark.timeout(1800)]
+LOCK = "/tmp/gpt-oss-stack.lock"
+
+
+def _rows(proc) -> dict[str, dict]:
+    return {r["id"]: r for r in json.loads(proc.stdout)}
+
+
+@pytest.fixture(scope="module")
+def crashed(tmp_path_factory, tiny_model_dir, encodings_dir):
+    """A deployment whose Ray was killed under it; whatever is left is ended here, even on failure."""
+    lock = open(LOCK, "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    ray_tmp = Path(f"/tmp/gr-{secrets.token_hex(3)}")
+    ray_tmp.mkdir()
+    home = tmp_path_factory.mktemp("gpt-oss-ops-home")
+    env = {"GPT_OSS_OPS_HOME": str(home), "GPT_OSS_RAY_TEMP_DIR": str(ray_tmp),
+           "TIKTOKEN_ENCODINGS_BASE": str(encodings_dir), "GPT_OSS_API_KEY": "", "RAY_DASHBOARD_ADDRESS": ""}
+    token = str(home / "ray_auth_token")
+    try:
+        proc = run_ops("deploy", "--target", "local", "--json", env=env)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        engines = engine_orphans.processes()
+        mine = [p for p in engines.values()
+                if p.title.startswith("VLLM::") and engine_orphans.token_path_of(p.pid) == token]
+        assert mine and all(engine_orphans.under_ray(p.pid, engines) for p in mine), "engines run under Ray"
+        # Ray dies abruptly: `ray stop --force` with the target's Ray environment (its token, its temp dir).
+        from ops.targets import local
+
+        stop_env = {**local.ray_env(), **env}
+        stop_env.update({"RAY_AUTH_TOKEN_PATH": token})
+        subprocess.run([local._bin("ray"), "stop", "--force"], env=stop_env, capture_output=True, timeout=180,
+                       check=True)
+        yield {"env": env, "token": token, "engines": mine}
+    finally:
+        for p in engine_orphans.orphans(token):  # a failed test leaves nothing running
+            try:
+                os.kill(p.pid, 9)
+            except ProcessLookupError:
+                pass
+        run_ops("terminate", "--target", "local", env=env, timeout=300)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+        lock.close()
+
+
+def test_engines_survive_an_abrupt_ray_stop(crashed):
+    time.sleep(2)
+    left = engine_orphans.orphans(crashed["token"])
+    titles = {p.title.split(" ", 1)[0] for p in left}
+    assert "VLLM::EngineCore" in titles and any(t.startswith("VLLM::Worker") for t in titles), titles
+    assert {p.pid for p in left} == {p.pid for p in crashed["engines"]}
+    assert sum(p.rss_mib for p in left) > 500  # the model and the CPU KV cache are still held
+
+
+def test_doctor_finds_them_and_names_the_fix(crashed):
+    proc = run_ops("doctor", "--json", env=crashed["env"], timeout=300)
+    rows = _rows(proc)
+    f = rows["engine-orphans"]
+    assert proc.returncode == 1 and f["status"] == "fail", f
+    for p in crashed["engines"]:
+        assert f"pid {p.pid} {p.title.split(' ', 1)[0]}" in f["summary"]
+    assert f["fix"].startswith("ops terminate --target local") and f["runbook"] == "docs/runbooks/orphaned-engines.md"
+    gpu = rows["gpu-processes"]
+    if shutil.which("nvidia-smi") is None:
+        assert gpu["status"] == "ok" and gpu["summary"].startswith("not applicable")
+
+
+def test_terminate_reaps_them_by_pid_then_doctor_is_clean(crashed):
+    proc = run_ops("terminate", "--target", "local", "--json", env=crashed["env"], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    stopped = json.loads(proc.stdout)["stopped"]
+    for p in crashed["engines"]:
+        assert any(s.startswith(f"orphaned vLLM engine pid {p.pid} VLLM::") for s in stopped), stopped
+    assert engine_orphans.orphans(crashed["token"]) == []
+    for p in crashed["engines"]:
+        assert not Path(f"/proc/{p.pid}/cmdline").exists() or Path(f"/proc/{p.pid}/cmdline").read_bytes() == b""
+    again = run_ops("terminate", "--target", "local", env=crashed["env"], timeout=300)
+    assert again.returncode == 0 and "nothing was running" in again.stderr
+    rows = _rows(run_ops("doctor", "--json", env=crashed["env"], timeout=300))
+    assert rows["engine-orphans"]["status"] == "ok", rows["engine-orphans"]
