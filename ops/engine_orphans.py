@@ -123,26 +123,17 @@ def reap(found: list[Proc], grace_s: float = GRACE_S, proc_root: str = "/proc") 
         return raw is not None and raw.replace(b"\0", b" ").decode(errors="replace").strip() == p.title
 
     result = {p.pid: {**asdict(p), "signal": None, "gone": False} for p in found}
-    for p in found:
-        if same(p):
-            try:
-                os.kill(p.pid, signal.SIGTERM)
-                result[p.pid]["signal"] = "SIGTERM"
-            except ProcessLookupError:
-                pass
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and any(same(p) for p in found):
-        time.sleep(0.2)
-    for p in found:
-        if same(p):
-            try:
-                os.kill(p.pid, signal.SIGKILL)
-                result[p.pid]["signal"] = "SIGKILL"
-            except ProcessLookupError:
-                pass
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(same(p) for p in found):
-        time.sleep(0.2)
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        for p in found:
+            if same(p):
+                try:
+                    os.kill(p.pid, sig)
+                    result[p.pid]["signal"] = sig.name
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and any(same(p) for p in found):
+            time.sleep(0.2)
     for p in found:
         result[p.pid]["gone"] = not same(p)
     return list(result.values())

@@ -194,3 +194,22 @@ def test_remote_command_runs_in_a_shell_and_splits_back_per_file(tmp_path):
     # A node without a Ray session prints nothing and is not an error.
     empty = subprocess.run(["sh", "-c", scan.remote_command(str(tmp_path / "none"))], capture_output=True, text=True)
     assert empty.returncode == 0 and empty.stdout == ""
+
+
+def test_doctor_log_recognises_every_recorded_failure(env_ok, tmp_path):
+    """`ops doctor --log FILE` on each recorded error text (tests/fixtures/errors): every signature is named, with
+    its runbook, and the run fails."""
+    from ops.doctor import signatures
+
+    args = []
+    for fixture in sorted(ERRORS.glob("*.txt")):
+        header, sep, text = fixture.read_text().partition("\n---\n")
+        if sep:
+            log = tmp_path / fixture.name
+            log.write_text(text)
+            args += ["--log", str(log)]
+    r, rows = _doctor("--json", *args)
+    found = {row["signature"]: row for row in rows if row.get("signature")}
+    assert set(found) == set(signatures.BY_NAME)
+    assert all((ROOT / row["runbook"]).is_file() for row in found.values())
+    assert r.exit_code == 1

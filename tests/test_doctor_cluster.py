@@ -8,9 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "cluster"))
 import harness  # noqa: E402  (tests/cluster/harness.py)
 
 from ops.cli import app  # noqa: E402
+from tests.test_doctor_orphans import start_orphan_engine  # noqa: E402
 
 pytestmark = pytest.mark.cluster
 ERRORS = Path(__file__).parent / "fixtures" / "errors"
@@ -101,17 +100,6 @@ def test_node_encodings_are_verified_over_ssh(two_hosts, monkeypatch, tmp_path, 
     assert len(rows) == 1 and "o200k_base.tiktoken missing" in rows[0]["summary"]
 
 
-# An engine whose Ray is gone: titled by vLLM's own set_process_title (as EngineCoreProc titles itself), started
-# by a parent that exits at once, so it is reparented to init; its environment names the cluster target's Ray
-# token file, as every process of the Ray that target starts does.
-_ENGINE = (
-    "import subprocess, sys; subprocess.Popen([sys.executable, '-c', "
-    "'from vllm.utils.system_utils import set_process_title; import time; "
-    "set_process_title(\"EngineCore\"); time.sleep(600)'], start_new_session=True, "
-    "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)"
-)
-
-
 def test_an_orphaned_engine_on_a_node_is_found_and_reaped_over_ssh(two_hosts):
     from ops import engine_orphans
     from ops.spec import resolve
@@ -119,15 +107,9 @@ def test_an_orphaned_engine_on_a_node_is_found_and_reaped_over_ssh(two_hosts):
 
     head, _ = two_hosts.hosts
     token = f"{two_hosts.env(Path('/unused'))['GPT_OSS_REMOTE_DIR']}/config/ray_token"
-    # SPT_NOENV: setproctitle keeps the environment readable (/proc/PID/environ), as it is for vLLM's engines.
-    subprocess.run([sys.executable, "-c", _ENGINE], env={**os.environ, "RAY_AUTH_TOKEN_PATH": token,
-                                                         "SPT_NOENV": "1"}, check=True, timeout=60)
-    deadline = time.monotonic() + 120
-    while not (found := engine_orphans.orphans(token)) and time.monotonic() < deadline:
-        time.sleep(0.5)
+    engine = start_orphan_engine(token)
+    pid = engine.pid
     try:
-        assert len(found) == 1 and found[0].title == "VLLM::EngineCore"
-        pid = found[0].pid
         r = CliRunner().invoke(app, ["doctor", "--target", "cluster", "--json"])
         rows = [x for x in json.loads(r.stdout) if x["id"] == "engine-orphans" and x["status"] == "fail"]
         on_head = [x for x in rows if x["summary"].startswith(f"{head.addr}: ")]
@@ -142,8 +124,7 @@ def test_an_orphaned_engine_on_a_node_is_found_and_reaped_over_ssh(two_hosts):
         assert engine_orphans.orphans(token) == []
         assert not any(s.startswith("orphaned") for s in cluster.terminate(spec).stopped)  # twice: nothing left
     finally:
-        for p in found:
-            try:
-                os.kill(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

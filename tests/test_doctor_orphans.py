@@ -1,8 +1,11 @@
 """The orphaned-engine case, reproduced for real on the local stack: `ops deploy --target local`, then Ray dies
 abruptly (`ray stop --force` with the target's own Ray environment, as an OOM-killed raylet would), and vLLM's
 `VLLM::EngineCore` / `VLLM::Worker` survive, reparented, holding gigabytes. `ops doctor` must name them and the
-fix, `ops terminate` must reap them by pid and say so, and `ops doctor` is clean afterwards. Takes the stack lock
-(/tmp/gpt-oss-stack.lock), like every test that starts the stack."""
+fix, `ops terminate` must reap them by pid and say so, and `ops doctor` is clean afterwards. The stack tests take
+the stack lock (/tmp/gpt-oss-stack.lock), like every test that starts the stack.
+
+Cheaper cases (an engine that ignores SIGTERM, nvidia-smi's process list) use an engine whose Ray is gone made
+with vLLM's own set_process_title (`start_orphan_engine`, also used by the cluster test)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,8 +24,63 @@ import pytest
 from ops import engine_orphans
 from tests.support import run_ops
 
-pytestmark = [pytest.mark.stack, pytest.mark.timeout(1800)]
 LOCK = "/tmp/gpt-oss-stack.lock"
+
+# Titled by vLLM's own set_process_title (as EngineCoreProc titles itself), started by a parent that exits at
+# once so it is reparented to init. SPT_NOENV keeps its environment readable (/proc/PID/environ), as it is for
+# vLLM's engines, so its RAY_AUTH_TOKEN_PATH names the deployment.
+_ENGINE = (
+    "import subprocess, sys; subprocess.Popen([sys.executable, '-c', "
+    "'import signal, time; from vllm.utils.system_utils import set_process_title; "
+    "IGNORE and signal.signal(signal.SIGTERM, signal.SIG_IGN); set_process_title(\"EngineCore\"); time.sleep(600)'], "
+    "start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)"
+)
+
+
+def start_orphan_engine(token: str, ignore_term: bool = False, timeout: float = 120) -> engine_orphans.Proc:
+    """A `VLLM::EngineCore` with no Ray above it, carrying `token` as its deployment's Ray token file."""
+    code = _ENGINE.replace("IGNORE", "True" if ignore_term else "False")
+    subprocess.run([sys.executable, "-c", code], env={**os.environ, "RAY_AUTH_TOKEN_PATH": token, "SPT_NOENV": "1"},
+                   check=True, timeout=60)
+    deadline = time.monotonic() + timeout
+    while not (found := engine_orphans.orphans(token)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(found) == 1 and found[0].title == "VLLM::EngineCore", found
+    return found[0]
+
+
+def test_an_engine_that_ignores_sigterm_is_killed(tmp_path):
+    token = str(tmp_path / "ray_auth_token")
+    engine = start_orphan_engine(token, ignore_term=True)
+    try:
+        [r] = engine_orphans.reap(engine_orphans.orphans(token), grace_s=1)
+        assert r["pid"] == engine.pid and r["signal"] == "SIGKILL" and r["gone"]
+        assert engine_orphans.orphans(token) == []
+    finally:
+        try:
+            os.kill(engine.pid, 9)
+        except ProcessLookupError:
+            pass
+
+
+def test_gpu_memory_outside_a_live_ray_is_reported(tmp_path):
+    """nvidia-smi's compute apps (`--query-compute-apps=pid,used_memory,process_name --format=csv,noheader,
+    nounits`): an orphaned engine holding GPU memory is a finding."""
+    from ops.doctor import checks
+
+    engine = start_orphan_engine(str(tmp_path / "ray_auth_token"))
+    try:
+        text = f"{engine.pid}, 20480, VLLM::EngineCore\n"
+        apps = engine_orphans.parse_compute_apps(text, engine_orphans.processes())
+        assert apps == [{"pid": engine.pid, "used_mib": 20480.0, "name": "VLLM::EngineCore", "owned": False}]
+        f = checks.gpu_processes(apps)
+        assert f.status == "fail" and f"pid {engine.pid} VLLM::EngineCore (20480.0 MiB)" in f.summary
+        assert f.runbook == "docs/runbooks/orphaned-engines.md" and f"kill {engine.pid}" in f.fix
+        assert checks.gpu_processes([]).status == "ok"
+        if shutil.which("nvidia-smi") is None:
+            assert checks.gpu_processes().summary == "not applicable: no NVIDIA driver (nvidia-smi absent)"
+    finally:
+        os.kill(engine.pid, 9)
 
 
 def _rows(proc) -> dict[str, dict]:
@@ -65,6 +124,8 @@ def crashed(tmp_path_factory, tiny_model_dir, encodings_dir):
         lock.close()
 
 
+@pytest.mark.stack
+@pytest.mark.timeout(1800)
 def test_engines_survive_an_abrupt_ray_stop(crashed):
     time.sleep(2)
     left = engine_orphans.orphans(crashed["token"])
@@ -74,6 +135,8 @@ def test_engines_survive_an_abrupt_ray_stop(crashed):
     assert sum(p.rss_mib for p in left) > 500  # the model and the CPU KV cache are still held
 
 
+@pytest.mark.stack
+@pytest.mark.timeout(1800)
 def test_doctor_finds_them_and_names_the_fix(crashed):
     proc = run_ops("doctor", "--json", env=crashed["env"], timeout=300)
     rows = _rows(proc)
@@ -87,6 +150,8 @@ def test_doctor_finds_them_and_names_the_fix(crashed):
         assert gpu["status"] == "ok" and gpu["summary"].startswith("not applicable")
 
 
+@pytest.mark.stack
+@pytest.mark.timeout(1800)
 def test_terminate_reaps_them_by_pid_then_doctor_is_clean(crashed):
     proc = run_ops("terminate", "--target", "local", "--json", env=crashed["env"], timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
