@@ -15,8 +15,13 @@ vLLM 0.29's own, restated without importing vLLM (the planner must run where vLL
   get_max_concurrency_for_kv_cache_config: num_blocks / (sum over groups of blocks one request needs);
   "GPU KV cache size: N tokens" = int(max_concurrency x max_model_len).
 
-The memory vLLM keeps for itself besides weights and KV cache is modelled in `non_kv_overhead`; docs/plan.md
-explains each term, its sources and how far off it can be.
+That is vLLM 0.29's arithmetic; older releases differ in three places (ops.vllm_releases says which and
+where): the sliding-window reserve counts one token budget instead of every batch in flight, "GPU KV cache
+size" was `num_blocks // groups x block_size`, and the defaults (utilisation, token budget) moved. Every
+function here takes the release it models (default: ops.vllm_releases.default_version()).
+
+The memory vLLM keeps for itself besides weights and KV cache is modelled in `non_kv_overhead`, calibrated per
+release; docs/plan.md explains each term, its sources and how far off it can be.
 """
 
 from __future__ import annotations
@@ -24,23 +29,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ops.catalog import GIB, AcceleratorInfo, ModelInfo
+from ops.vllm_releases import VllmRelease, default_version, release as vllm_release
 
 KV_DTYPE_BYTES = 2  # bf16 KV cache (vLLM's default kv_cache_dtype "auto" follows the model dtype)
 GPU_BLOCK_SIZE = 16  # vLLM CacheConfig default on CUDA (FlashAttention / Triton attention kernels)
 CPU_BLOCK_SIZE = 128  # vllm/platforms/cpu.py: block_size defaults to 128 on the CPU backend
-DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
 
-# Weights come from the catalog's `weights_gib`, which is what vLLM reports as "Model loading took X GiB"
-# (gpt-oss-120b's MXFP4 MoE weights are re-laid-out for the MoE kernels on load and take 64.38 GiB, more than
-# the 60.8 GiB of safetensors: vllm-project/vllm#33155, H100, vLLM 0.14.1; #23278 logged 65.97 GiB on 0.10.x).
+# Weights come from the catalog's `weights_gib`, which is what vLLM reports as "Model loading took X GiB".
 
-# Non-KV memory per GPU (GiB), calibrated on published start-up logs (docs/plan.md, tests/fixtures/vllm_logs):
-NON_TORCH_GIB = 0.20  # CUDA context, cuBLAS/cuDNN workspaces outside torch's allocator
-NCCL_GIB = 0.25  # per GPU when tensor_parallel_size > 1: NCCL communicators and custom all-reduce buffers
-CUDA_GRAPH_GIB = 0.30  # vLLM's CUDA-graph memory estimate (VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=1)
-ACTIVATION_BASE_GIB = 0.10  # activation peak of the profiling run that does not scale with batch size
-ACTIVATION_PER_2K_TOKENS_GIB = 0.20  # per 2048 tokens of max_num_batched_tokens (hidden states, MoE buffers)
-SAMPLER_COPIES = 2  # the profile run's dummy sampler holds ~2 fp32 [max_num_seqs, vocab] tensors at its peak
+
+def default_release() -> VllmRelease:
+    """The release the plan is for when none is named: the installed vLLM, else the one Ray pins."""
+    return vllm_release(default_version()[0])
+
+
+def default_gpu_memory_utilization(rel: VllmRelease | None = None) -> float:
+    return (rel or default_release()).default_gpu_memory_utilization
 
 
 def cdiv(a: int, b: int) -> int:
@@ -57,10 +61,14 @@ class EngineSettings:
     async_scheduling: bool = True
     kv_dtype_bytes: int = KV_DTYPE_BYTES
     pipeline_parallel_size: int = 1
+    in_flight_reserve: bool = True  # the release reserves window + every batch in flight (0.29), else + one
 
     @property
     def max_concurrent_batches(self) -> int:
-        """vllm/config/vllm.py: async scheduling keeps 2 batches in flight; pipeline parallelism one per stage."""
+        """vllm/config/vllm.py: async scheduling keeps 2 batches in flight; pipeline parallelism one per stage.
+        Releases before 0.29 reserve one token budget beyond the window whatever the scheduling."""
+        if not self.in_flight_reserve:
+            return 1
         if self.async_scheduling and self.pipeline_parallel_size <= 1:
             return 2
         return self.pipeline_parallel_size
@@ -73,29 +81,26 @@ class EngineSettings:
 
 def default_engine_settings(acc: AcceleratorInfo, *, tp: int = 1, pp: int = 1, max_model_len: int | None = None,
                             max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None,
-                            block_size: int | None = None) -> EngineSettings:
-    """vLLM's defaults for the OpenAI API server (vllm/engine/arg_utils.py, get_batch_defaults): 16384
-    batched tokens on GPUs with >= 160 GiB, 8192 on >= 70 GiB GPUs other than A100, 2048 otherwise; the CPU
-    backend 2048 x world size with 128 x world size sequences. With chunked prefill (on by default) the
-    token budget is also capped at max_num_seqs x max_model_len."""
+                            block_size: int | None = None, rel: VllmRelease | None = None) -> EngineSettings:
+    """The release's defaults for the OpenAI API server (vllm/engine/arg_utils.py, get_batch_defaults; see
+    VllmRelease.batch_defaults); the CPU backend 2048 x world size tokens with 128 x world size sequences.
+    From 0.14 an unset token budget is also capped at max_num_seqs x max_model_len; max_num_seqs never exceeds
+    the token budget."""
+    rel = rel or default_release()
     world = tp * pp
     if acc.key == "CPU":
         mnbt, seqs, bs = 2048 * world, 128 * world, CPU_BLOCK_SIZE
     else:
         bs = GPU_BLOCK_SIZE
-        seqs = 256
-        if acc.memory_gib >= 160:
-            mnbt, seqs = 16384, 1024
-        elif acc.memory_gib >= 70 and "A100" not in acc.key:
-            mnbt, seqs = 8192, 1024
-        else:
-            mnbt = 2048
+        mnbt, seqs = rel.batch_defaults(acc)
     if max_num_seqs is not None:
         seqs = max_num_seqs
-    if max_num_batched_tokens is None and max_model_len is not None:
+    if max_num_batched_tokens is None and max_model_len is not None and rel.cap_batched_tokens_by_seqs:
         mnbt = min(mnbt, seqs * max_model_len)
-    return EngineSettings(block_size=block_size or bs, max_num_batched_tokens=max_num_batched_tokens or mnbt,
-                          max_num_seqs=min(seqs, max_num_batched_tokens or mnbt), pipeline_parallel_size=pp)
+    budget = max_num_batched_tokens or mnbt
+    return EngineSettings(block_size=block_size or bs, max_num_batched_tokens=budget,
+                          max_num_seqs=min(seqs, budget), pipeline_parallel_size=pp,
+                          in_flight_reserve=rel.async_in_flight)
 
 
 # ------------------------------------------------------------------------------------------ KV cache
@@ -187,9 +192,11 @@ class KVCapacity:
 
 
 def kv_capacity(m: ModelInfo, *, tp: int, pp: int = 1, max_model_len: int, available_bytes: int,
-                settings: EngineSettings) -> KVCapacity:
+                settings: EngineSettings, rel: VllmRelease | None = None) -> KVCapacity:
     """What vLLM logs as "GPU KV cache size: N tokens, Maximum concurrency for L tokens per request: Cx",
-    given the KV-cache memory each GPU has (vLLM's "Available KV cache memory")."""
+    given the KV-cache memory each GPU has (vLLM's "Available KV cache memory"). From 0.24 the token count is
+    int(concurrency x max_model_len); before, num_blocks // number of groups x block_size."""
+    rel = rel or default_release()
     stages = pp_stage_layers(m, pp) if pp > 1 else [None]
     bpbs = [bytes_per_block(m, tp, settings, s) for s in stages]
     num_blocks = min(max(available_bytes, 0) // b for b in bpbs)
@@ -197,7 +204,9 @@ def kv_capacity(m: ModelInfo, *, tp: int, pp: int = 1, max_model_len: int, avail
     concurrency = num_blocks / per_req
     # vLLM's start-up check reserves the null block and needs one full request to fit.
     fits = all(available_bytes - b >= b * per_req for b in bpbs)
-    return KVCapacity(num_blocks, max(bpbs), per_req, concurrency, int(concurrency * max_model_len), fits)
+    tokens = (int(concurrency * max_model_len) if rel.tokens_from_concurrency
+              else num_blocks // len(kv_cache_groups(m)) * settings.block_size)
+    return KVCapacity(num_blocks, max(bpbs), per_req, concurrency, tokens, fits)
 
 
 def kv_bytes_for_sequence(m: ModelInfo, tp: int, pp: int, tokens: int,
@@ -230,10 +239,16 @@ class Overhead:
         return self.activation_peak + self.sampler_peak + self.cuda_graphs + self.non_torch + self.nccl
 
 
-def non_kv_overhead(m: ModelInfo, *, tp: int, settings: EngineSettings) -> Overhead:
-    activation = ACTIVATION_BASE_GIB + ACTIVATION_PER_2K_TOKENS_GIB * settings.max_num_batched_tokens / 2048
-    sampler = SAMPLER_COPIES * settings.max_num_seqs * m.vocab_size * 4 / GIB
-    return Overhead(activation, sampler, CUDA_GRAPH_GIB, NON_TORCH_GIB, NCCL_GIB if tp > 1 else 0.0)
+def non_kv_overhead(m: ModelInfo, *, tp: int, settings: EngineSettings, rel: VllmRelease | None = None) -> Overhead:
+    """The release's calibrated non-KV terms (ops.vllm_releases): the profiling run's activation peak grows
+    with the token budget, the dummy sampler's with max_num_seqs x vocab logits, CUDA graphs count only where
+    the release takes their estimate out of the budget (0.24 on), NCCL buffers only with tensor parallelism."""
+    rel = rel or default_release()
+    rows = min(settings.max_num_seqs, settings.max_num_batched_tokens)
+    activation = rel.per_2k_tokens_gib * settings.max_num_batched_tokens / 2048
+    sampler = rel.sampler_bytes_per_logit * rows * m.vocab_size / GIB
+    graphs = rel.cuda_graph_gib if rel.cuda_graphs_in_budget else 0.0
+    return Overhead(activation, sampler, graphs, rel.base_gib, rel.nccl_gib if tp > 1 else 0.0)
 
 
 @dataclass(frozen=True)
@@ -246,18 +261,22 @@ class MemoryBudget:
     available_kv_gib: float  # vLLM's "Available KV cache memory"
 
 
-def memory_budget(m: ModelInfo, acc: AcceleratorInfo, *, tp: int, pp: int = 1, util: float = 0.9,
+def memory_budget(m: ModelInfo, acc: AcceleratorInfo, *, tp: int, pp: int = 1, util: float | None = None,
                   settings: EngineSettings, overhead_gib: float | None = None,
-                  kv_cache_memory_gib: float | None = None) -> MemoryBudget:
-    """vllm/v1/worker/gpu_worker.py determine_available_memory: requested = total x utilisation;
-    available = requested - (weights + activation peak + non-torch) - CUDA-graph estimate.
-    `kv_cache_memory_gib` plays vLLM's --kv-cache-memory-bytes (and VLLM_CPU_KVCACHE_SPACE on CPU)."""
+                  kv_cache_memory_gib: float | None = None, rel: VllmRelease | None = None) -> MemoryBudget:
+    """vllm/v1/worker/gpu_worker.py determine_available_memory: requested = total x utilisation (total as
+    torch's mem_get_info reports it, a little under nvidia-smi's); available = requested - (weights + activation
+    peak + non-torch) - CUDA-graph estimate. `kv_cache_memory_gib` plays vLLM's --kv-cache-memory-bytes (and
+    VLLM_CPU_KVCACHE_SPACE on CPU)."""
+    rel = rel or default_release()
+    util = util if util is not None else rel.default_gpu_memory_utilization
     weights = loaded_weights_gib(m) / (tp * pp)
-    over = None if overhead_gib is not None else non_kv_overhead(m, tp=tp, settings=settings)
+    over = None if overhead_gib is not None else non_kv_overhead(m, tp=tp, settings=settings, rel=rel)
     over_gib = overhead_gib if overhead_gib is not None else over.total
-    requested = acc.memory_gib * util
+    total = acc.cuda_total_gib
+    requested = total * util
     available = kv_cache_memory_gib if kv_cache_memory_gib is not None else requested - weights - over_gib
-    return MemoryBudget(acc.memory_gib, requested, weights, over, over_gib, available)
+    return MemoryBudget(total, requested, weights, over, over_gib, available)
 
 
 # ------------------------------------------------------------------------------------------ fit check
@@ -276,12 +295,16 @@ class Fit:
 
 
 def check_fit(m: ModelInfo, acc: AcceleratorInfo, *, tp: int, pp: int = 1, max_model_len: int,
-              util: float = 0.9) -> Fit:
+              util: float | None = None, rel: VllmRelease | None = None,
+              max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None) -> Fit:
     """Refuse what vLLM would refuse at start-up: weights plus overhead above the budget, or a KV cache that
     cannot hold one request of max_model_len."""
     gpus = tp * pp
-    settings = default_engine_settings(acc, tp=tp, pp=pp, max_model_len=max_model_len)
-    b = memory_budget(m, acc, tp=tp, pp=pp, util=util, settings=settings)
+    rel = rel or default_release()
+    util = util if util is not None else rel.default_gpu_memory_utilization
+    settings = default_engine_settings(acc, tp=tp, pp=pp, max_model_len=max_model_len, rel=rel,
+                                       max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs)
+    b = memory_budget(m, acc, tp=tp, pp=pp, util=util, settings=settings, rel=rel)
     if b.available_kv_gib <= 0:
         per_gpu_room = b.requested_gib - b.overhead_gib
         need = loaded_weights_gib(m) / per_gpu_room if per_gpu_room > 0 else float("inf")
@@ -293,10 +316,10 @@ def check_fit(m: ModelInfo, acc: AcceleratorInfo, *, tp: int, pp: int = 1, max_m
                    f"runtime overhead, but {acc.key} x {gpus} at utilisation {util:g} leaves {b.requested_gib:.1f} "
                    f"GiB per GPU.", fix + ".", b.weights_gib, b.requested_gib, 0.0)
     cap = kv_capacity(m, tp=tp, pp=pp, max_model_len=max_model_len, available_bytes=int(b.available_kv_gib * GIB),
-                      settings=settings)
+                      settings=settings, rel=rel)
     if not cap.fits_one_request:
         kv_one = cap.bytes_per_block * (cap.blocks_per_request + 1) / GIB
-        max_len = _max_len_that_fits(m, tp, pp, int(b.available_kv_gib * GIB), settings, max_model_len)
+        max_len = _max_len_that_fits(m, tp, pp, int(b.available_kv_gib * GIB), settings, max_model_len, rel)
         return Fit(False,
                    f"the KV cache cannot hold one {max_model_len:,}-token request: it needs {kv_one:.2f} GiB per GPU, "
                    f"{b.available_kv_gib:.2f} GiB is left after weights and overhead on {acc.key} x {gpus}.",
@@ -306,13 +329,14 @@ def check_fit(m: ModelInfo, acc: AcceleratorInfo, *, tp: int, pp: int = 1, max_m
                cap.kv_cache_tokens)
 
 
-def _max_len_that_fits(m: ModelInfo, tp: int, pp: int, available: int, settings: EngineSettings, hi: int) -> int:
+def _max_len_that_fits(m: ModelInfo, tp: int, pp: int, available: int, settings: EngineSettings, hi: int,
+                       rel: VllmRelease | None = None) -> int:
     """Binary search like vLLM's estimate_max_model_len."""
     lo, best = 1, 0
     while lo <= hi:
         mid = (lo + hi) // 2
         if kv_capacity(m, tp=tp, pp=pp, max_model_len=mid, available_bytes=available,
-                       settings=settings).fits_one_request:
+                       settings=settings, rel=rel).fits_one_request:
             best, lo = mid, mid + 1
         else:
             hi = mid - 1

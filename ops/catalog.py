@@ -173,23 +173,37 @@ class AcceleratorInfo:
     # elsewhere vLLM must use its Triton attention backend.
     fa3_sinks: bool
     source: str
+    # Total memory as torch.cuda.mem_get_info (and so vLLM's budget) reports it: a little under nvidia-smi's.
+    cuda_total: float | None = None
+    cuda_total_source: str = ""
 
+    @property
+    def cuda_total_gib(self) -> float:
+        return self.cuda_total if self.cuda_total is not None else self.memory_gib
+
+
+_TORCH_TOTAL = "PyTorch's out-of-memory message on this GPU ('GPU 0 has a total capacity of X GiB')"
 
 ACCELERATORS: dict[str, AcceleratorInfo] = {
     "L4": AcceleratorInfo("L4", "L4", 22.49, "Ada Lovelace", "8.9", False,
-                          "NVIDIA L4 datasheet (24 GB GDDR6); nvidia-smi reports 23034 MiB"),
+                          "NVIDIA L4 datasheet (24 GB GDDR6); nvidia-smi reports 23034 MiB", 22.03, _TORCH_TOTAL),
     "A10G": AcceleratorInfo("A10G", "A10G", 22.49, "Ampere", "8.6", False,
-                            "AWS G5 docs (24 GB per A10G); nvidia-smi reports 23028 MiB"),
+                            "AWS G5 docs (24 GB per A10G); nvidia-smi reports 23028 MiB", 22.06, _TORCH_TOTAL),
     "L40S": AcceleratorInfo("L40S", "L40S", 44.99, "Ada Lovelace", "8.9", False,
-                            "NVIDIA L40S datasheet (48 GB GDDR6); nvidia-smi reports 46068 MiB"),
+                            "NVIDIA L40S datasheet (48 GB GDDR6); nvidia-smi reports 46068 MiB", 44.39, _TORCH_TOTAL),
     "A100-40G": AcceleratorInfo("A100-40G", "A100-40G", 39.39, "Ampere", "8.0", False,
-                                "NVIDIA A100 datasheet (40 GB HBM2); nvidia-smi reports 40960 MiB, 40337 usable"),
+                                "NVIDIA A100 datasheet (40 GB HBM2); nvidia-smi reports 40960 MiB, 40337 usable", 39.39,
+                                _TORCH_TOTAL),
     "A100-80G": AcceleratorInfo("A100-80G", "A100-80G", 79.15, "Ampere", "8.0", False,
-                                "NVIDIA A100 datasheet (80 GB HBM2e); nvidia-smi reports 81920 MiB, 81050 usable"),
+                                "NVIDIA A100 datasheet (80 GB HBM2e); nvidia-smi reports 81920 MiB, 81050 usable", 79.15,
+                                _TORCH_TOTAL),
     "H100": AcceleratorInfo("H100", "H100", 79.65, "Hopper", "9.0", True,
-                            "NVIDIA H100 SXM datasheet (80 GB HBM3); nvidia-smi reports 81559 MiB"),
+                            "NVIDIA H100 SXM datasheet (80 GB HBM3); nvidia-smi reports 81559 MiB", 79.18,
+                            "torch on an H100 80GB HBM3: 79.18 GiB total (llm-d/llm-d-benchmark, "
+                            "config_explorer/empirical-vllm-memory-results.md)"),
     "H200": AcceleratorInfo("H200", "H200", 140.4, "Hopper", "9.0", True,
-                            "NVIDIA H200 datasheet (141 GB HBM3e); nvidia-smi reports 143771 MiB"),
+                            "NVIDIA H200 datasheet (141 GB HBM3e); nvidia-smi reports 143771 MiB", 139.80,
+                            "torch.cuda.mem_get_info on an H200 (driver 580), bench/results/gpu"),
     # The CPU "accelerator": vLLM's CPU build; KV cache size comes from VLLM_CPU_KVCACHE_SPACE.
     "CPU": AcceleratorInfo("CPU", None, 0.0, "x86_64 CPU", None, False, "vLLM CPU backend"),
 }

@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ops import capacity, catalog
+from ops import capacity, catalog, vllm_releases
 from ops.catalog import GIB
 
 CPU_KV_CACHE_GIB = 1.0  # what app/llm_config.py sets as VLLM_CPU_KVCACHE_SPACE for the local CPU stack
@@ -35,6 +35,7 @@ class PlanInput:
     concurrency: int | None = None  # requests of max_model_len that must be served at once
     budget_usd_per_hour: float | None = None
     output_tokens_per_s: float | None = None  # stated throughput per replica, for $ per million output tokens
+    vllm_version: str | None = None  # the vLLM release to model (default: installed, else Ray's pin)
 
 
 class PlanError(ValueError):
@@ -55,10 +56,19 @@ def plan(p: PlanInput) -> dict[str, Any]:
     if gpus != tp * pp:
         raise PlanError("num_gpus", f"{gpus} GPUs per replica but tensor x pipeline parallel is {tp * pp}.",
                         f"use --num-gpus {tp * pp}, or set --tp so that tp x pp = {gpus}.")
-    util = p.gpu_memory_utilization if p.gpu_memory_utilization is not None else capacity.DEFAULT_GPU_MEMORY_UTILIZATION
+    version, version_source = ((p.vllm_version, "given") if p.vllm_version
+                               else vllm_releases.default_version())
+    try:
+        rel = vllm_releases.release(version)
+    except vllm_releases.UnknownRelease as e:
+        modelled = ", ".join(r.version for r in vllm_releases.RELEASES.values())
+        raise PlanError("vllm_version", f"the planner has no model of vLLM {version}.",
+                        f"plan with the nearest modelled release, --vllm-version {e.nearest} (modelled: {modelled}), "
+                        "and check the figure against your engine's start-up log.") from None
+    util = p.gpu_memory_utilization if p.gpu_memory_utilization is not None else rel.default_gpu_memory_utilization
     settings = capacity.default_engine_settings(acc, tp=tp, pp=pp, max_model_len=p.max_model_len,
                                                 max_num_batched_tokens=p.max_num_batched_tokens,
-                                                max_num_seqs=p.max_num_seqs, block_size=p.block_size)
+                                                max_num_seqs=p.max_num_seqs, block_size=p.block_size, rel=rel)
     if p.kv_cache_dtype not in ("auto", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2"):
         raise PlanError("kv_cache_dtype", f"{p.kv_cache_dtype!r} is not a KV-cache dtype vLLM offers here.",
                         "use auto (bf16) or fp8.")
@@ -70,14 +80,17 @@ def plan(p: PlanInput) -> dict[str, Any]:
     if acc.key == "CPU" and kv_mem is None:
         kv_mem = CPU_KV_CACHE_GIB
     budget = capacity.memory_budget(m, acc, tp=tp, pp=pp, util=util, settings=settings,
-                                    overhead_gib=p.overhead_gib, kv_cache_memory_gib=kv_mem)
+                                    overhead_gib=p.overhead_gib, kv_cache_memory_gib=kv_mem, rel=rel)
     cap = capacity.kv_capacity(m, tp=tp, pp=pp, max_model_len=p.max_model_len,
-                               available_bytes=int(budget.available_kv_gib * GIB), settings=settings)
-    fits, reason, fix = _verdict(m, acc, tp, pp, p.max_model_len, budget, cap, settings)
+                               available_bytes=int(budget.available_kv_gib * GIB), settings=settings, rel=rel)
+    fits, reason, fix = _verdict(m, acc, tp, pp, p.max_model_len, budget, cap, settings, rel)
 
     out: dict[str, Any] = {
         "model": m.key,
         "accelerator": acc.key,
+        "vllm_version": rel.version if version.startswith(rel.minor + ".") or version == rel.minor else version,
+        "vllm_version_source": version_source,
+        "vllm_model": rel.version,
         "gpus_per_replica": gpus,
         "tensor_parallel_size": tp,
         "pipeline_parallel_size": pp,
@@ -87,7 +100,7 @@ def plan(p: PlanInput) -> dict[str, Any]:
         "kv_cache_dtype": p.kv_cache_dtype,
         "max_num_batched_tokens": settings.max_num_batched_tokens,
         "max_num_seqs": settings.max_num_seqs,
-        "gpu_memory_gib": acc.memory_gib,
+        "gpu_memory_gib": budget.total_gib,
         "requested_memory_gib": round(budget.requested_gib, 3),
         "weights_gib_per_gpu": round(budget.weights_gib, 3),
         "non_kv_overhead_gib": round(budget.overhead_gib, 3),
@@ -103,6 +116,7 @@ def plan(p: PlanInput) -> dict[str, Any]:
         "max_concurrency": round(cap.max_concurrency, 4),
         "vllm_log_line": (f"GPU KV cache size: {cap.kv_cache_tokens:,} tokens, Maximum concurrency for "
                           f"{p.max_model_len:,} tokens per request: {cap.max_concurrency:.2f}x"),
+        "error_bound": ERROR_BOUND,
         "fits": fits,
         "reason": reason,
         "fix": fix,
@@ -112,22 +126,21 @@ def plan(p: PlanInput) -> dict[str, Any]:
     return out
 
 
-# Published start-up logs of gpt-oss-120b on one H100 (vLLM 0.10-0.11: vllm-project/vllm#23278, #27508) show
-# 5-7 GiB more non-KV memory than the overhead model explains (tests/fixtures/vllm_logs, docs/plan.md).
-KNOWN_EXTRA_OVERHEAD_GIB = {"gpt-oss-120b": 7.5}
+# What docs/plan.md states and tests/test_plan_calibration.py holds the planner to, on every fixture.
+ERROR_BOUND = ("maximum concurrency within 3% of what vLLM logs, on every calibration log (tests/fixtures/vllm_logs) "
+               "for the release it was recorded with; other GPUs and releases: see docs/plan.md")
 
 
 def _warnings(m, gpus: int, fits: bool, budget, cap) -> list[str]:
-    extra = KNOWN_EXTRA_OVERHEAD_GIB.get(m.key)
-    if not (fits and extra and gpus == 1):
+    """A plan that only just fits: 5% less KV memory than modelled would refuse one full request."""
+    if not fits or budget.overhead is None:
         return []
     need = cap.bytes_per_block * (cap.blocks_per_request + 1) / GIB
-    if budget.available_kv_gib - extra >= need:
+    if budget.available_kv_gib * 0.95 >= need:
         return []
-    return [f"{m.key} on one GPU: published vLLM 0.10-0.11 start-up logs kept up to {extra:g} GiB more than this "
-            f"model's overhead; with that much less KV cache ({budget.available_kv_gib - extra:.2f} GiB) one "
-            f"{cap.blocks_per_request * cap.bytes_per_block / GIB:.2f} GiB request would not fit. Check your "
-            "engine's 'Available KV cache memory' and pass --overhead-gib, or plan with tensor_parallel_size 2."]
+    return [f"only {budget.available_kv_gib:.2f} GiB of KV cache for a {need:.2f} GiB request: within the planner's "
+            "error of vLLM's refusal. Check your engine's 'Available KV cache memory' and pass --overhead-gib, or "
+            "give it more memory (tensor_parallel_size, gpu_memory_utilization)."]
 
 
 def _lookup(field: str, key: str, table: dict, aliases: dict):
@@ -157,13 +170,13 @@ def _check_inputs(p: PlanInput, m: catalog.ModelInfo) -> None:
             raise PlanError(name, f"{v} must be positive.", f"give a positive --{name.replace('_', '-')}.")
 
 
-def _verdict(m, acc, tp, pp, max_len, budget, cap, settings) -> tuple[bool, str, str]:
+def _verdict(m, acc, tp, pp, max_len, budget, cap, settings, rel) -> tuple[bool, str, str]:
     if budget.available_kv_gib <= 0:
         return (False, f"weights ({budget.weights_gib:.1f} GiB) plus overhead ({budget.overhead_gib:.1f} GiB) per "
                 f"GPU exceed the {budget.requested_gib:.1f} GiB vLLM may use on {acc.key} at this utilisation.",
                 "raise tensor_parallel_size, pick a GPU with more memory, or raise gpu_memory_utilization.")
     if not cap.fits_one_request:
-        best = capacity._max_len_that_fits(m, tp, pp, int(budget.available_kv_gib * GIB), settings, max_len)
+        best = capacity._max_len_that_fits(m, tp, pp, int(budget.available_kv_gib * GIB), settings, max_len, rel)
         return (False, f"{budget.available_kv_gib:.2f} GiB of KV cache cannot hold one {max_len:,}-token request "
                 "(vLLM refuses to start).",
                 f"lower max_model_len to {best} or less, raise gpu_memory_utilization or tensor_parallel_size.")

@@ -184,7 +184,8 @@ class DeploymentSpec(_Strict):
     tensor_parallel_size: int = Field(1, ge=1)
     pipeline_parallel_size: int = Field(1, ge=1)
     max_model_len: int = Field(2048, description="context length per request (prompt + output)")
-    gpu_memory_utilization: float | None = Field(0.9, description="vLLM's fraction of GPU memory (default 0.9)")
+    gpu_memory_utilization: float | None = Field(None, description="vLLM's fraction of GPU memory; unset: the "
+                                                                   "vLLM release's default (0.92 since 0.24)")
     replicas: Replicas = Field(default_factory=Replicas)
     reasoning_effort: ReasoningEffort = ReasoningEffort.medium
     target: Target = Target.local
@@ -255,7 +256,8 @@ class DeploymentSpec(_Strict):
     @classmethod
     def _gmu(cls, v: float | None) -> float | None:
         if v is not None and not 0 < v <= 1:
-            raise _Fail(f"{v} is not a fraction of GPU memory.", "use a value in (0, 1], e.g. 0.9 (vLLM's default).")
+            raise _Fail(f"{v} is not a fraction of GPU memory.", "use a value in (0, 1], e.g. 0.92 (vLLM's default), or "
+                        "leave it unset.")
         return v
 
     @field_validator("tags")
@@ -311,10 +313,10 @@ class DeploymentSpec(_Strict):
                 raise _Fail("the Anyscale target serves on GPUs.", "pick a GPU accelerator such as L4.",
                             field="accelerator")
         else:
-            util = self.gpu_memory_utilization if self.gpu_memory_utilization is not None else 0.9
             from ops import capacity  # local import: capacity imports the catalog only
 
-            fit = capacity.check_fit(m, acc, tp=tp, pp=pp, max_model_len=self.max_model_len, util=util)
+            fit = capacity.check_fit(m, acc, tp=tp, pp=pp, max_model_len=self.max_model_len,
+                                     util=self.gpu_memory_utilization)
             if not fit.fits:
                 raise _Fail(fit.reason, fit.fix, field="accelerator")
 

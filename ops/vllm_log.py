@@ -14,7 +14,8 @@ from typing import Any
 _NUM = r"(-?[\d,]+(?:\.\d+)?)"
 PATTERNS: dict[str, re.Pattern[str]] = {
     "model_loading_gib": re.compile(r"Model loading took " + _NUM + r" ?GiB"),
-    "available_kv_cache_gib": re.compile(r"Available KV cache memory: " + _NUM + r" ?GiB"),
+    "available_kv_cache_gib": re.compile(r"Available KV cache memory: " + _NUM + r" ?GiB"
+                                        r"|Explicitly set \(" + _NUM + r"/[\d.]+\) GiB for KV cache"),  # CPU backend
     "kv_cache_tokens": re.compile(r"GPU KV cache size: " + _NUM + r" tokens"),
     "max_concurrency": re.compile(r"Maximum concurrency for " + _NUM + r" tokens per request: " + _NUM + r"x"),
     "cuda_graph_estimate_gib": re.compile(r"Estimated CUDA graph memory: " + _NUM + r" GiB"),
@@ -48,7 +49,7 @@ def parse(text: str) -> dict[str, Any]:
             elif key == "attention_backend":
                 out[key] = m.group(1)
             else:
-                out[key] = _f(m.group(1))
+                out[key] = _f(next(g for g in m.groups() if g is not None))
     return out
 
 

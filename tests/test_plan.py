@@ -20,7 +20,8 @@ def test_20b_on_l4_fits_on_the_cheapest_l4_instance():
     r = plan(PlanInput(model="20b", accelerator="L4", max_model_len=32768))
     assert KEYS <= set(r)
     assert r["fits"] and r["instance_type"] == "g6.xlarge" and r["usd_per_hour"] == 0.8048
-    assert r["gpu_memory_utilization"] == 0.9  # vLLM's default when none is given
+    assert r["gpu_memory_utilization"] == 0.92  # the default of the vLLM modelled (0.29, as Ray pins) when none is given
+    assert r["vllm_version"] == "0.29.0"
     # 24 layers x 8 KV heads x 64 x (K and V) x bf16
     assert r["kv_bytes_per_token"] == 24 * 8 * 64 * 2 * 2
     assert r["max_concurrency"] * 32768 == pytest.approx(r["kv_cache_tokens"], abs=1)
@@ -67,13 +68,33 @@ def test_fp8_kv_cache_doubles_the_tokens_in_the_same_memory():
     assert fp8["kv_bytes_per_token"] * 2 == bf16["kv_bytes_per_token"]
 
 
-def test_120b_on_one_gpu_near_the_edge_warns_about_the_published_overhead():
-    r = plan(PlanInput(model="120b", accelerator="H100", max_model_len=131072, gpu_memory_utilization=0.95,
-                       max_num_batched_tokens=1024))  # the configuration of vllm-project/vllm#27508
-    assert r["fits"] and r["warnings"] and "--overhead-gib" in r["warnings"][0]
+def test_the_release_decides_whether_120b_at_full_context_fits_one_h100():
+    """vllm-project/vllm#27508's configuration: vLLM 0.11 refused it (its profiling sampler kept ~6.5 GiB for
+    1,024 sequences); the planner says so for 0.11, names the context that fits, and lets a later release in."""
+    args = dict(model="120b", accelerator="H100", max_model_len=131072, gpu_memory_utilization=0.95,
+                max_num_batched_tokens=1024)
+    old = plan(PlanInput(**args, vllm_version="0.11.0"))
+    assert not old["fits"] and "cannot hold one 131,072-token request" in old["reason"]
+    assert "lower max_model_len" in old["fix"] and old["vllm_version"] == "0.11.0"
+    assert plan(PlanInput(**args, vllm_version="0.24.0"))["fits"]
+
+
+def test_a_plan_at_the_edge_of_the_kv_cache_warns():
+    too_long = plan(PlanInput(model="120b", accelerator="H100", max_model_len=131072, vllm_version="0.11.0",
+                              gpu_memory_utilization=0.95))
+    longest = int(too_long["fix"].split("max_model_len to ")[1].split()[0])  # the longest context that fits
+    edge = plan(PlanInput(model="120b", accelerator="H100", max_model_len=longest, vllm_version="0.11.0",
+                          gpu_memory_utilization=0.95))
+    assert edge["fits"] and edge["warnings"] and "--overhead-gib" in edge["warnings"][0]
     assert plan(PlanInput(model="120b", accelerator="H100", tensor_parallel_size=2,
                           max_model_len=131072))["warnings"] == []
     assert plan(PlanInput(model="20b", accelerator="L4"))["warnings"] == []
+
+
+def test_unknown_vllm_release_names_the_nearest_modelled_one():
+    with pytest.raises(PlanError) as e:
+        plan(PlanInput(model="20b", accelerator="H100", vllm_version="0.27.1"))
+    assert e.value.field == "vllm_version" and "--vllm-version 0.29.0" in e.value.fix
 
 
 def test_cpu_plan_uses_the_local_stack_kv_space_and_block_size():

