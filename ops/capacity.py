@@ -219,9 +219,10 @@ def kv_bytes_for_sequence(m: ModelInfo, tp: int, pp: int, tokens: int,
 # ------------------------------------------------------------------------------------- memory budget
 
 
-def loaded_weights_gib(m: ModelInfo) -> float:
-    """Weights as vLLM holds them after loading (whole model, all GPUs together)."""
-    return m.weights_gib
+def loaded_weights_gib(m: ModelInfo, rel: VllmRelease | None = None) -> float:
+    """Weights as vLLM holds them after loading (whole model, all GPUs together), in the release's layout."""
+    rel = rel or default_release()
+    return rel.weights_gib.get(m.key, m.weights_gib)
 
 
 @dataclass(frozen=True)
@@ -270,7 +271,7 @@ def memory_budget(m: ModelInfo, acc: AcceleratorInfo, *, tp: int, pp: int = 1, u
     VLLM_CPU_KVCACHE_SPACE on CPU)."""
     rel = rel or default_release()
     util = util if util is not None else rel.default_gpu_memory_utilization
-    weights = loaded_weights_gib(m) / (tp * pp)
+    weights = loaded_weights_gib(m, rel) / (tp * pp)
     over = None if overhead_gib is not None else non_kv_overhead(m, tp=tp, settings=settings, rel=rel)
     over_gib = overhead_gib if overhead_gib is not None else over.total
     total = acc.cuda_total_gib
@@ -307,7 +308,7 @@ def check_fit(m: ModelInfo, acc: AcceleratorInfo, *, tp: int, pp: int = 1, max_m
     b = memory_budget(m, acc, tp=tp, pp=pp, util=util, settings=settings, rel=rel)
     if b.available_kv_gib <= 0:
         per_gpu_room = b.requested_gib - b.overhead_gib
-        need = loaded_weights_gib(m) / per_gpu_room if per_gpu_room > 0 else float("inf")
+        need = loaded_weights_gib(m, rel) / per_gpu_room if per_gpu_room > 0 else float("inf")
         more = next((n for n in (1, 2, 4, 8) if n >= need and m.num_attention_heads % n == 0), None)
         fix = (f"use tensor_parallel_size {more} or a GPU with more memory" if more and more > tp
                else "use a GPU with more memory, or raise gpu_memory_utilization")

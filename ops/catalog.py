@@ -310,6 +310,16 @@ PRESETS: dict[str, dict] = {
         "replicas": {"min": 1, "max": 2},
         "target": "cluster",
     },
+    # gpt-oss-120b on one Hopper GPU (the model card's single 80 GB GPU): p5.4xlarge is the cheapest instance that
+    # carries it; `ops plan --preset gpt-oss-120b-h100` shows its KV cache (about 3 full 32k requests at once).
+    "gpt-oss-120b-h100": {
+        "model": "gpt-oss-120b",
+        "accelerator": "H100",
+        "tensor_parallel_size": 1,
+        "max_model_len": 32768,
+        "replicas": {"min": 1, "max": 2},
+        "target": "cluster",
+    },
     "tiny": {
         "model": "tiny",
         "accelerator": "CPU",
@@ -320,5 +330,5 @@ PRESETS: dict[str, dict] = {
         "target": "local",
     },
 }
-PRESET_ALIASES = {"20b": "gpt-oss-20b", "120b": "gpt-oss-120b", "local": "tiny"}
+PRESET_ALIASES = {"20b": "gpt-oss-20b", "120b": "gpt-oss-120b", "120b-h100": "gpt-oss-120b-h100", "local": "tiny"}
 DEFAULT_PRESET = "tiny"

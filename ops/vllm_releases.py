@@ -14,7 +14,7 @@ logs (tests/fixtures/vllm_logs) and stated with its bound.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 
 from ops.catalog import AcceleratorInfo
@@ -38,6 +38,9 @@ class VllmRelease:
     nccl_gib: float  # per GPU with tensor parallelism: NCCL communicators and custom all-reduce buffers
     calibrated_on: tuple[str, ...]  # fixture names (tests/fixtures/vllm_logs) the non-KV terms were fitted on
     source: str
+    # "Model loading took X GiB" where the release lays the MXFP4 experts out otherwise than the catalog's figure
+    # (the catalog's is the Triton MoE layout of 0.14 on); all GPUs together.
+    weights_gib: dict[str, float] = field(default_factory=dict)
 
     @property
     def minor(self) -> str:
@@ -58,16 +61,19 @@ _SRC = "read in the release's wheel: config/cache.py, engine/arg_utils.py, v1/wo
 # 0.10 and 0.11 share one calibration: the dummy sampler of the profiling run sorts max_num_seqs x vocab fp32
 # logits for top-k/top-p (values, int64 indices, softmax, cumsum): ~34 bytes per logit, 6.5 GiB at the
 # 1,024 sequences H100s get by default and 0.04 GiB at 6 (the Kaggle log), the rest ~1 GiB whatever the budget.
+# 0.10 and 0.11 run gpt-oss-120b's experts through the Marlin MXFP4 kernel on Hopper and Ada, whose layout pads the
+# hidden size to 3,072: "Model loading took 65.9651 GiB" (vllm#23278 on 0.10.1, the 0.11.2 Kaggle log).
+_MARLIN_WEIGHTS = {"gpt-oss-120b": 65.97}
 _CAL_0_10 = ("gpt-oss-120b_H100_vllm-0.10_issue-23278", "gpt-oss-120b_H100_vllm-0.11_issue-27508",
              "gpt-oss-120b_H100_vllm-0.11.2_kaggle", "gpt-oss-20b_H100_vllm-0.11.0_llm-d")
 
 RELEASES: dict[str, VllmRelease] = {r.minor: r for r in [
     VllmRelease("0.10.1", 0.9, False, False, False, False, False,
                 base_gib=0.97, per_2k_tokens_gib=0.02, sampler_bytes_per_logit=33.9, cuda_graph_gib=0.0,
-                nccl_gib=0.25, calibrated_on=_CAL_0_10, source=_SRC),
+                nccl_gib=0.25, calibrated_on=_CAL_0_10, source=_SRC, weights_gib=_MARLIN_WEIGHTS),
     VllmRelease("0.11.0", 0.9, False, False, False, False, False,
                 base_gib=0.97, per_2k_tokens_gib=0.02, sampler_bytes_per_logit=33.9, cuda_graph_gib=0.0,
-                nccl_gib=0.25, calibrated_on=_CAL_0_10, source=_SRC),
+                nccl_gib=0.25, calibrated_on=_CAL_0_10, source=_SRC, weights_gib=_MARLIN_WEIGHTS),
     VllmRelease("0.14.1", 0.9, False, True, False, False, False,
                 base_gib=0.97, per_2k_tokens_gib=0.02, sampler_bytes_per_logit=3.7, cuda_graph_gib=0.0,
                 nccl_gib=0.25, calibrated_on=(), source=_SRC + "; non-KV terms: 0.19's (same sampler code)"),

@@ -115,3 +115,14 @@ def test_instance_catalog_is_consistent():
                      ("p5.", "H100"), ("p5en.", "H200")]:
         assert any(n.startswith(fam) and i.accelerator == acc for n, i in catalog.INSTANCE_TYPES.items()), fam
     assert catalog.PRICE_SOURCE and catalog.PRICE_AS_OF
+
+
+def test_120b_on_one_h100_preset_runs_on_the_cheapest_single_h100():
+    spec = resolve(preset="120b-h100").spec
+    assert (spec.model, spec.accelerator, spec.tensor_parallel_size, spec.max_model_len) == (
+        "gpt-oss-120b", "H100", 1, 32768)
+    assert spec.instance_type.name == "p5.4xlarge" and spec.attention_backend is None
+    from ops.plan import PlanInput, plan
+
+    r = plan(PlanInput(model=spec.model, accelerator=spec.accelerator, max_model_len=spec.max_model_len))
+    assert r["fits"] and r["instance_type"] == "p5.4xlarge" and r["max_concurrency"] > 1
