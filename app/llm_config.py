@@ -46,6 +46,7 @@ def llm_config_kwargs(spec: DeploymentSpec, *, model_source: str | None = None,
         # GPUs without FlashAttention 3 sinks (everything but Hopper): vLLM >= 0.11 takes the backend as an
         # engine argument (`--attention-backend`); vLLM 0.10.x read VLLM_ATTENTION_BACKEND=TRITON_ATTN_VLLM_V1.
         engine_kwargs["attention_backend"] = spec.attention_backend
+    engine_kwargs.update(spec.engine_args)  # checked against the serving release by the spec
 
     env: dict[str, str] = {}
     if encodings_dir:

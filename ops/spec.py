@@ -197,6 +197,8 @@ class DeploymentSpec(_Strict):
     ttl_hours: float | None = Field(None, gt=0, description="expected lifetime (tag for the orphan check)")
     tags: dict[str, str] = Field(default_factory=dict)
     log_engine_metrics: bool = True
+    engine_args: dict[str, Any] = Field(default_factory=dict, description="further vLLM engine arguments "
+                                        "(e.g. max_num_batched_tokens), checked against the vLLM release served")
     port: int = Field(8000, ge=1, le=65535, description="HTTP port of the OpenAI-compatible endpoint")
     ttft_slo_ms: int = Field(2000, ge=1, description="TTFT p95 objective used by alert rules")
 
@@ -312,11 +314,14 @@ class DeploymentSpec(_Strict):
             if self.target is Target.anyscale:
                 raise _Fail("the Anyscale target serves on GPUs.", "pick a GPU accelerator such as L4.",
                             field="accelerator")
-        else:
+        self._check_engine_args()
+        if acc.key != "CPU":
             from ops import capacity  # local import: capacity imports the catalog only
 
             fit = capacity.check_fit(m, acc, tp=tp, pp=pp, max_model_len=self.max_model_len,
-                                     util=self.gpu_memory_utilization)
+                                     util=self.gpu_memory_utilization,
+                                     max_num_batched_tokens=self.engine_args.get("max_num_batched_tokens"),
+                                     max_num_seqs=self.engine_args.get("max_num_seqs"))
             if not fit.fits:
                 raise _Fail(fit.reason, fit.fix, field="accelerator")
 
@@ -337,6 +342,28 @@ class DeploymentSpec(_Strict):
                             f"use {', '.join(bigger) or 'a larger instance'}, or lower tensor_parallel_size.",
                             field="aws.instance_type")
         return self
+
+    def _check_engine_args(self) -> None:
+        """Refuse, before anything starts, an engine argument the spec owns or the vLLM release that will serve
+        does not accept (Ray's pin on a cluster, the installed vLLM locally: ops.vllm_releases.default_version)."""
+        from ops import vllm_releases
+
+        owned = {"max_model_len": "max_model_len", "tensor_parallel_size": "tensor_parallel_size",
+                 "pipeline_parallel_size": "pipeline_parallel_size", "gpu_memory_utilization": "gpu_memory_utilization",
+                 "model": "model_source", "served_model_name": "model_id"}
+        version = vllm_releases.default_version()[0]
+        known = vllm_releases.engine_args(version)
+        for key in self.engine_args:
+            if key in owned:
+                raise _Fail(f"engine_args.{key} is set by the spec itself.", f"set the spec field {owned[key]} "
+                            "instead, and remove it from engine_args.", field=f"engine_args.{key}")
+            if known is not None and key not in known:
+                since = vllm_releases.first_release_with(key)
+                fix = (f"use vLLM {since} or later, or remove it." if since else
+                       f"check the name against `vllm serve --help` of vLLM {version} (engine arguments are "
+                       "snake_case), or remove it.")
+                raise _Fail(f"engine_args.{key} is not an engine argument of vLLM {version}, the release that "
+                            "serves this deployment.", fix, field=f"engine_args.{key}")
 
     # -- derived values, read by infra/, app/ and ops/ --------------------------------------------------
     @property

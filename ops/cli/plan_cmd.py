@@ -51,7 +51,8 @@ def register(app: typer.Typer) -> None:
                 tensor_parallel_size=fields["tensor_parallel_size"],
                 pipeline_parallel_size=fields["pipeline_parallel_size"], gpus_per_replica=num_gpus,
                 max_model_len=fields["max_model_len"], gpu_memory_utilization=fields["gpu_memory_utilization"],
-                max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, kv_cache_dtype=kv_cache_dtype, overhead_gib=overhead_gib,
+                max_num_batched_tokens=max_num_batched_tokens or fields["max_num_batched_tokens"],
+                max_num_seqs=max_num_seqs or fields["max_num_seqs"], kv_cache_dtype=kv_cache_dtype, overhead_gib=overhead_gib,
                 kv_cache_memory_gib=kv_cache_memory_gib, concurrency=concurrency,
                 budget_usd_per_hour=budget_usd_per_hour, output_tokens_per_s=output_tokens_per_s,
                 vllm_version=vllm_version))
@@ -97,6 +98,9 @@ def _spec_fields(preset: str | None, file: Path | None, model: str | None, accel
         "pipeline_parallel_size": pp or base.get("pipeline_parallel_size", 1),
         "max_model_len": max_model_len or base.get("max_model_len", 32768),
         "gpu_memory_utilization": util if util is not None else base.get("gpu_memory_utilization"),
+        # the spec's engine arguments that size the KV cache (flags win over them)
+        "max_num_batched_tokens": (base.get("engine_args") or {}).get("max_num_batched_tokens"),
+        "max_num_seqs": (base.get("engine_args") or {}).get("max_num_seqs"),
     }
     return fields
 
