@@ -39,9 +39,14 @@ def head():
 
 
 
-def _ready_through_tunnel(conn, timeout: float = 60) -> dict:
+def _ready_through_tunnel(conn, head, timeout: float = 60) -> dict:
+    """Prometheus' rules through an SSH tunnel, once it listens on the head's loopback: a tunnel opened before
+    that fails in fabric's forwarding thread (the channel is refused) and surfaces when the tunnel closes."""
     import httpx
 
+    wait = ("import socket, time\nfor _ in range(%d):\n    s = socket.socket(); s.settimeout(1)\n"
+            "    if s.connect_ex(('127.0.0.1', %d)) == 0: break\n    time.sleep(1)\n" % (timeout, PROMETHEUS_PORT))
+    head.exec(sys.executable, "-c", wait)
     port = free_port()
     with conn.forward_local(local_port=port, remote_port=PROMETHEUS_PORT, remote_host="127.0.0.1"):
         deadline = time.monotonic() + timeout
@@ -69,7 +74,7 @@ def test_prometheus_on_the_head_behind_a_tunnel_and_idempotent(head):
     r = c.head.exec(sys.executable, "-c", f"import socket; s=socket.socket(); s.settimeout(2); "
                                           f"print(s.connect_ex(('{c.head.addr}', {PROMETHEUS_PORT})))")
     assert r.stdout.strip() != "0"
-    rules = _ready_through_tunnel(conn)
+    rules = _ready_through_tunnel(conn, c.head)
     names = {r["name"] for g in rules["data"]["groups"] for r in g["rules"]}
     assert "GptOssTTFTAboveSLO" in names
 
