@@ -352,18 +352,14 @@ class DeploymentSpec(_Strict):
                  "pipeline_parallel_size": "pipeline_parallel_size", "gpu_memory_utilization": "gpu_memory_utilization",
                  "model": "model_source", "served_model_name": "model_id"}
         version = vllm_releases.default_version()[0]
-        known = vllm_releases.engine_args(version)
         for key in self.engine_args:
             if key in owned:
                 raise _Fail(f"engine_args.{key} is set by the spec itself.", f"set the spec field {owned[key]} "
                             "instead, and remove it from engine_args.", field=f"engine_args.{key}")
-            if known is not None and key not in known:
-                since = vllm_releases.first_release_with(key)
-                fix = (f"use vLLM {since} or later, or remove it." if since else
-                       f"check the name against `vllm serve --help` of vLLM {version} (engine arguments are "
-                       "snake_case), or remove it.")
-                raise _Fail(f"engine_args.{key} is not an engine argument of vLLM {version}, the release that "
-                            "serves this deployment.", fix, field=f"engine_args.{key}")
+            refused = vllm_releases.refusal(key, version)
+            if refused:
+                raise _Fail(f"engine_args.{key} is {refused[0]}, the release that serves this deployment.",
+                            refused[1], field=f"engine_args.{key}")
 
     # -- derived values, read by infra/, app/ and ops/ --------------------------------------------------
     @property

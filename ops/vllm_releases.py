@@ -155,3 +155,16 @@ def first_release_with(arg: str) -> str | None:
         if arg in (engine_args(r.version) or ()):
             return r.version
     return None
+
+
+def refusal(arg: str, version: str) -> tuple[str, str] | None:
+    """(why, fix) when vLLM `version` does not accept the engine argument `arg`; None when it does or the
+    release is not modelled."""
+    known = engine_args(version)
+    if known is None or arg in known:
+        return None
+    since = first_release_with(arg)
+    fix = (f"use vLLM {since} or later, or remove it." if since else
+           f"check the name against `vllm serve --help` of vLLM {version} (engine arguments are snake_case), "
+           "or remove it.")
+    return f"not an engine argument of vLLM {version}", fix
