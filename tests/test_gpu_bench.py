@@ -86,3 +86,46 @@ INFO 12-01 09:59:00 [scheduler.py:200] Chunked prefill is enabled with max_num_b
                    "max_concurrency_len": 32768, "max_concurrency": 118.37, "cuda_graph_capture_s": 63.0,
                    "cuda_graph_gib": 1.03, "max_num_batched_tokens": 8192}
     assert len(vllm_log.key_lines(log)) == 6
+
+
+def _fixture_tool():
+    spec = importlib.util.spec_from_file_location("gpu_bench_fixture", ROOT / "bench" / "gpu" / "fixture.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _result(**extra):
+    log = ("(EngineCore pid=1) INFO [gpu_model_runner.py:1] Model loading took 64.67 GiB memory and 30 seconds\n"
+           "(EngineCore pid=1) INFO [gpu_worker.py:2] Available KV cache memory: 4.10 GiB\n")
+    return {"label": "default", "model": "gpt-oss-120b", "accelerator": "H100", "tensor_parallel_size": 1,
+            "max_model_len": 131072, "engine": "preset", "engine_kwargs": {"max_model_len": 131072,
+                                                                          "max_num_batched_tokens": 16384},
+            "command": ["python3", "-m", "vllm.entrypoints.openai.api_server", "--model", "/w/model",
+                        "--served-model-name", "gpt-oss-120b", "--max-model-len", "131072", "--load-format", "dummy"],
+            "cold_start": False, "measured_at": "2026-12-05T23:00:00+00:00",
+            "versions": {"vllm": "0.24.0", "torch": "2.11.0+cu130"},
+            "gpus": [{"name": "NVIDIA H100 80GB HBM3", "memory_total_mib": "81559", "driver": "580.1"}],
+            "torch_memory": {"total_gib": 79.18}, "log_lines": log.splitlines(), **extra}
+
+
+def test_bench_result_becomes_a_planner_fixture(tmp_path):
+    """bench/gpu/fixture.py writes what tests/test_plan_calibration.py reads: the header it requires, the
+    engine arguments the run set, and a refusal marked as one."""
+    import test_plan_calibration as cal
+
+    tool = _fixture_tool()
+    error = ("vLLM exited with 1:\nValueError: To serve at least one request with the model's max seq len (131072), "
+             "(4.50 GiB KV cache is needed, which is larger than the available KV cache memory (4.10 GiB). Try ...")
+    for extra, refused in (({}, False), ({"error": error}, True)):
+        path = tmp_path / tool.fixture_name(_result(**extra))
+        path.write_text(tool.fixture_text(_result(**extra), Path("bench/results/gpu/x.json")))
+        f = cal.parse(path)
+        h = f["head"]
+        assert {"source", "gpu", "vllm_version", "model", "accelerator", "max_model_len"} <= set(h)
+        assert h["vllm_version"] == "0.24.0" and h["max_num_batched_tokens"] == "16384"
+        assert "max_num_seqs" not in h  # vLLM's default applies: the planner knows it per release
+        assert "79.18 GiB" in h["gpu"] and h["command"].startswith("vllm serve DIR --served-model-name")
+        assert f["model_loading_gib"] == 64.67 and f["available_kv_cache_gib"] == 4.10
+        assert (h.get("refused") == "yes") is refused
+        assert path.name.startswith("gpt-oss-120b_H100_vllm-0.24.0_bench-128k-preset-default")

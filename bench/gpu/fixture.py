@@ -1,0 +1,73 @@
+"""Turn GPU bench results (bench/results/gpu/gpu_*.json) into the planner's calibration fixtures
+(tests/fixtures/vllm_logs/*.txt): a header naming the source, GPU, vLLM release, model and engine arguments,
+then vLLM's start-up lines as the run printed them.
+
+    python bench/gpu/fixture.py bench/results/gpu/gpu_gpt-oss-20b_H100_tp1_32k_preset_default.json ...
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures" / "vllm_logs"
+REFUSAL = "cache is needed, which is larger than the available KV cache memory"  # vllm/v1/core/kv_cache_utils.py
+
+
+def header(result: dict, source: Path) -> dict[str, str]:
+    gpu = (result.get("gpus") or [{}])[0]
+    torch_total = (result.get("torch_memory") or {}).get("total_gib")
+    v = result["versions"]
+    head = {
+        "source": f"measured for this project by bench/gpu/run.py on {result['measured_at'][:10]} "
+                  f"({source.as_posix()} and the log beside it; --load-format dummy weights of the real shapes, "
+                  f"{'cold caches' if result.get('cold_start') else 'warm caches'})",
+        "gpu": f"{gpu.get('name', '?')} ({int(float(gpu.get('memory_total_mib', 0))):,} MiB; torch reports "
+               f"{torch_total} GiB), driver {gpu.get('driver', '?')}, torch {v.get('torch')}",
+        "vllm_version": v["vllm"],
+        "model": result["model"],
+        "accelerator": result["accelerator"],
+        "tensor_parallel_size": str(result["tensor_parallel_size"]),
+        "command": "vllm serve DIR " + " ".join(result["command"][result["command"].index("--served-model-name"):]),
+        "max_model_len": str(result["max_model_len"]),
+    }
+    kw = result.get("engine_kwargs", {})
+    for key in ("max_num_batched_tokens", "max_num_seqs", "block_size", "gpu_memory_utilization"):
+        if kw.get(key) is not None:
+            head[key] = str(kw[key])
+    if REFUSAL in result.get("error", "") or "No available memory for the cache blocks" in result.get("error", ""):
+        head["refused"] = "yes"
+        head["available_bound_gib"] = "0.5"
+    return head
+
+
+def fixture_text(result: dict, source: Path) -> str:
+    lines = [f"# {k}: {v}" for k, v in header(result, source).items()]
+    body = list(result.get("log_lines", []))
+    if "refused" in header(result, source):
+        body += [line for line in result["error"].splitlines() if REFUSAL in line or "No available memory" in line][-1:]
+    return "\n".join(lines + body) + "\n"
+
+
+def fixture_name(result: dict) -> str:
+    return (f"{result['model']}_{result['accelerator']}_vllm-{result['versions']['vllm']}_bench-"
+            f"{result['max_model_len'] // 1024}k-{result['engine']}-{result['label']}_{result['measured_at'][:10]}.txt")
+
+
+def main(paths: list[str]) -> int:
+    for p in map(Path, paths):
+        result = json.loads(p.read_text())
+        if not result.get("log_lines"):
+            print(f"{p}: no start-up lines (the server did not get that far); no fixture", file=sys.stderr)
+            continue
+        out = FIXTURES / fixture_name(result)
+        rel = p.resolve().relative_to(ROOT) if p.resolve().is_relative_to(ROOT) else p
+        out.write_text(fixture_text(result, rel))
+        print(out.relative_to(ROOT))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
