@@ -248,7 +248,7 @@ def non_kv_overhead(m: ModelInfo, *, tp: int, settings: EngineSettings, rel: Vll
     rows = min(settings.max_num_seqs, settings.max_num_batched_tokens)
     activation = rel.per_2k_tokens_gib * settings.max_num_batched_tokens / 2048
     sampler = rel.sampler_bytes_per_logit * rows * m.vocab_size / GIB
-    graphs = rel.cuda_graph_gib if rel.cuda_graphs_in_budget else 0.0
+    graphs = rel.cuda_graphs(m.key)
     return Overhead(activation, sampler, graphs, rel.base_gib, rel.nccl_gib if tp > 1 else 0.0)
 
 

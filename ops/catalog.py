@@ -87,7 +87,8 @@ MODELS: dict[str, ModelInfo] = {
         sliding_window=128,
         max_position_embeddings=131072,
         layer_types=_alternating(24),
-        # vLLM logs "Model loading took 13.72 GiB" on one GPU; the repo's safetensors are 13.76 GB (12.8 GiB).
+        # vLLM 0.19 logs "Model loading took 13.72 GiB" on one GPU (0.11: 13.47, 0.24: 13.58; ops.vllm_releases); the
+        # repo's safetensors are 13.76 GB (12.8 GiB).
         weights_gib=13.72,
         checkpoint_gib=12.8,
         needs_gpu=True,
@@ -311,7 +312,8 @@ PRESETS: dict[str, dict] = {
         "target": "cluster",
     },
     # gpt-oss-120b on one Hopper GPU (the model card's single 80 GB GPU): p5.4xlarge is the cheapest instance that
-    # carries it; `ops plan --preset gpt-oss-120b-h100` shows its KV cache (about 3 full 32k requests at once).
+    # carries it; `ops plan --preset gpt-oss-120b-h100` shows its KV cache: 3.13 full 32k requests at once, as
+    # vLLM 0.24 logged on one H100 (bench/results/gpu); 131,072 tokens do not fit one H100.
     "gpt-oss-120b-h100": {
         "model": "gpt-oss-120b",
         "accelerator": "H100",

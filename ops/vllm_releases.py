@@ -44,6 +44,13 @@ class VllmRelease:
     # "Model loading took X GiB" where the release lays the MXFP4 experts out otherwise than the catalog's figure
     # (the catalog's is the Triton MoE layout of 0.14 on); all GPUs together.
     weights_gib: dict[str, float] = field(default_factory=dict)
+    # "Estimated CUDA graph memory" at the default capture sizes where a model's differs from cuda_graph_gib
+    # (it grows with the layers captured piecewise)
+    cuda_graph_gib_by_model: dict[str, float] = field(default_factory=dict)
+
+    def cuda_graphs(self, model_key: str) -> float:
+        """The CUDA-graph estimate this release takes out of the KV budget for a model (0 where it takes none)."""
+        return self.cuda_graph_gib_by_model.get(model_key, self.cuda_graph_gib) if self.cuda_graphs_in_budget else 0.0
 
     @property
     def minor(self) -> str:
@@ -64,9 +71,15 @@ _SRC = "read in the release's wheel: config/cache.py, engine/arg_utils.py, v1/wo
 # 0.10 and 0.11 share one calibration: the dummy sampler of the profiling run sorts max_num_seqs x vocab fp32
 # logits for top-k/top-p (values, int64 indices, softmax, cumsum): ~34 bytes per logit, 6.5 GiB at the
 # 1,024 sequences H100s get by default and 0.04 GiB at 6 (the Kaggle log), the rest ~1 GiB whatever the budget.
+# "Model loading took X GiB" differs by release as the MXFP4 experts' layout does:
 # 0.10 and 0.11 run gpt-oss-120b's experts through the Marlin MXFP4 kernel on Hopper and Ada, whose layout pads the
-# hidden size to 3,072: "Model loading took 65.9651 GiB" (vllm#23278 on 0.10.1, the 0.11.2 Kaggle log).
-_MARLIN_WEIGHTS = {"gpt-oss-120b": 65.97}
+# hidden size to 3,072: "Model loading took 65.9651 GiB" (vllm#23278 on 0.10.1, the 0.11.2 Kaggle log); 20b took
+# 13.47 GiB on 0.11.0 (the llm-d log). 0.24's Triton MXFP4 layout: 13.58 GiB (20b) and 64.67 GiB (120b), the same on
+# H100 and H200 (the GPU bench's runs). The catalog's figures (13.72, 64.38) are 0.14/0.19's.
+_MARLIN_WEIGHTS = {"gpt-oss-120b": 65.97, "gpt-oss-20b": 13.47}
+_WEIGHTS_0_24 = {"gpt-oss-20b": 13.58, "gpt-oss-120b": 64.67}
+_GRAPHS_0_24 = {"gpt-oss-120b": 0.66}  # 36 layers; 20b's 24 take 0.58 (both logged on H100 and H200)
+_CAL_0_24 = ("gpt-oss-20b_H200_vllm-0.24.0_2026-12-01",)
 _CAL_0_10 = ("gpt-oss-120b_H100_vllm-0.10_issue-23278", "gpt-oss-120b_H100_vllm-0.11_issue-27508",
              "gpt-oss-120b_H100_vllm-0.11.2_kaggle", "gpt-oss-20b_H100_vllm-0.11.0_llm-d")
 
@@ -85,12 +98,14 @@ RELEASES: dict[str, VllmRelease] = {r.minor: r for r in [
                 nccl_gib=0.25, calibrated_on=("gpt-oss-20b_A100-80G_vllm-0.19.0_myoceane",), source=_SRC),
     VllmRelease("0.24.0", 0.92, False, True, False, True, True,
                 base_gib=0.97, per_2k_tokens_gib=0.02, sampler_bytes_per_logit=10.7, cuda_graph_gib=0.58,
-                nccl_gib=0.25, calibrated_on=("gpt-oss-20b_H200_vllm-0.24.0_2026-12-01",), source=_SRC),
+                nccl_gib=0.25, calibrated_on=_CAL_0_24, source=_SRC, weights_gib=_WEIGHTS_0_24,
+                cuda_graph_gib_by_model=_GRAPHS_0_24),
     # 0.29 runs gpt-oss on the V2 model runner, whose profiling sampler keeps the logits in bf16: its non-KV
-    # memory is likely lower than 0.24's, which is used here until a 0.29 GPU log calibrates it (docs/plan.md).
+    # memory is likely lower than 0.24's, which is used here (weights too) until a 0.29 GPU log calibrates it.
     VllmRelease("0.29.0", 0.92, True, True, True, True, True,
                 base_gib=0.97, per_2k_tokens_gib=0.02, sampler_bytes_per_logit=10.7, cuda_graph_gib=0.58,
-                nccl_gib=0.25, calibrated_on=(), source=_SRC + "; non-KV terms: 0.24's"),
+                nccl_gib=0.25, calibrated_on=(), source=_SRC + "; non-KV terms and weights: 0.24's",
+                weights_gib=_WEIGHTS_0_24, cuda_graph_gib_by_model=_GRAPHS_0_24),
 ]}
 
 RAY_PIN_FALLBACK = "0.29.0"  # the vLLM Ray 2.60's `llm` extra pins (read from Ray's metadata when installed)

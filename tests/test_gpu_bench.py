@@ -129,3 +129,16 @@ def test_bench_result_becomes_a_planner_fixture(tmp_path):
         assert f["model_loading_gib"] == 64.67 and f["available_kv_cache_gib"] == 4.10
         assert (h.get("refused") == "yes") is refused
         assert path.name.startswith("gpt-oss-120b_H100_vllm-0.24.0_bench-128k-preset-default")
+
+
+def test_a_configuration_the_spec_refuses_is_recorded_not_started(tmp_path, capsys):
+    """120b at 131,072 tokens on one H100 does not fit (vLLM 0.24 had 4.41 GiB for the KV cache at 32,768 and
+    one 131,072-token request needs 4.79): the bench writes the spec's refusal and starts nothing."""
+    run = _bench()
+    args = run.argparse.Namespace(label=None, tp=1, accelerator="H100", engine="preset", engine_arg=[],
+                                  out=str(tmp_path))
+    result = run.run_one(args, "gpt-oss-120b", 131072)
+    assert "cannot hold one 131,072-token request" in result["refused_by_spec"]
+    saved = json.loads((tmp_path / "gpu_gpt-oss-120b_H100_tp1_128k_preset_default.json").read_text())
+    assert saved["refused_by_spec"] == result["refused_by_spec"] and "startup_s" not in saved
+    assert "refused by the spec" in capsys.readouterr().out

@@ -34,9 +34,12 @@ def header(result: dict, source: Path) -> dict[str, str]:
         "max_model_len": str(result["max_model_len"]),
     }
     kw = result.get("engine_kwargs", {})
-    for key in ("max_num_batched_tokens", "max_num_seqs", "block_size", "gpu_memory_utilization"):
+    for key in ("max_num_batched_tokens", "max_num_seqs", "block_size", "gpu_memory_utilization",
+                "max_cudagraph_capture_size"):
         if kw.get(key) is not None:
             head[key] = str(kw[key])
+    if result.get("partial"):
+        head["note"] = "partial run: " + result["partial"]
     if REFUSAL in result.get("error", "") or "No available memory for the cache blocks" in result.get("error", ""):
         head["refused"] = "yes"
         head["available_bound_gib"] = "0.5"

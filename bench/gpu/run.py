@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from app.llm_config import engine_cli_args, llm_config_kwargs  # noqa: E402
 from ops import catalog, model_config, vllm_log  # noqa: E402
 from ops.bench import vllm_server  # noqa: E402
-from ops.spec import resolve  # noqa: E402
+from ops.spec import SpecError, resolve  # noqa: E402
 
 COLD_CACHES = ("~/.cache/vllm", "/tmp/torchinductor_root", "~/.triton")
 
@@ -196,11 +196,29 @@ def sweep(url: str, name: str, levels: list[int], per_level: int, input_len: int
     return runs
 
 
+def write_result(out_dir: str, tag: str, result: dict) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"gpu_{tag}.json"
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return path
+
+
 def run_one(args, model: str, max_model_len: int) -> dict:
     m = catalog.model(model)
-    kw = engine_kwargs(model, args.accelerator, args.tp, max_model_len, args.engine, parse_overrides(args.engine_arg))
     label = args.label or "default"
     tag = f"{m.key}_{args.accelerator}_tp{args.tp}_{max_model_len // 1024}k_{args.engine}_{label}"
+    try:
+        kw = engine_kwargs(model, args.accelerator, args.tp, max_model_len, args.engine,
+                           parse_overrides(args.engine_arg))
+    except SpecError as e:  # the spec refuses this configuration before anything starts, as `ops deploy` would
+        result = {"label": label, "model": m.key, "accelerator": args.accelerator, "tensor_parallel_size": args.tp,
+                  "max_model_len": max_model_len, "engine": args.engine, "refused_by_spec": str(e),
+                  "error": str(e), "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                  "versions": versions(), "gpus": gpu_info()}
+        print(f"{tag}: refused by the spec (nothing started)\n{e}\n  -> {write_result(args.out, tag, result)}",
+              flush=True)
+        return result
     work = Path(args.work) / tag
     ckpt = (Path(args.checkpoint) if args.checkpoint
             else model_config.write_dummy_checkpoint(m, work / "model", args.tokenizer))
@@ -250,11 +268,8 @@ def run_one(args, model: str, max_model_len: int) -> dict:
     text = log_path.read_text(errors="replace")
     result["log"] = vllm_log.parse(text)
     result["log_lines"] = vllm_log.key_lines(text)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"gpu_{tag}.json"
-    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    shutil.copyfile(log_path, out / f"gpu_{tag}.log")
+    path = write_result(args.out, tag, result)
+    shutil.copyfile(log_path, path.with_suffix(".log"))
     print(f"{tag}: {json.dumps(result['log'])}\n  -> {path}", flush=True)
     return result
 
