@@ -142,3 +142,34 @@ def test_a_configuration_the_spec_refuses_is_recorded_not_started(tmp_path, caps
     saved = json.loads((tmp_path / "gpu_gpt-oss-120b_H100_tp1_128k_preset_default.json").read_text())
     assert saved["refused_by_spec"] == result["refused_by_spec"] and "startup_s" not in saved
     assert "refused by the spec" in capsys.readouterr().out
+
+
+def test_the_bench_end_to_end_on_vllms_cpu_build(tiny_model_dir, encodings_dir, tmp_path):
+    """bench/gpu/run.py as it runs on a GPU, on vLLM's CPU build and the tiny gpt-oss: the server starts with the
+    flags, the start-up lines are read back, the warm-up burst and the sweep run, the JSON and log are written,
+    and bench/gpu/fixture.py turns the result into a fixture the planner's calibration test reads."""
+    import subprocess
+    import sys
+
+    import test_plan_calibration as cal
+
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gpu" / "run.py"), "--model", "tiny", "--accelerator", "CPU",
+         "--engine", "defaults", "--checkpoint", str(tiny_model_dir), "--encodings", str(encodings_dir),
+         "--max-model-len", "2048", "--concurrency", "1,2", "--requests-per-level", "1", "--input-len", "16",
+         "--output-len", "8", "--work", str(tmp_path / "work"), "--out", str(out)],
+        capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads((out / "gpu_tiny_CPU_tp1_2k_defaults_default.json").read_text())
+    assert result["startup_s"] > 0 and result["versions"]["vllm"]
+    assert result["log"]["available_kv_cache_gib"] == 1 and result["log"]["max_concurrency_len"] == 2048
+    assert result["warmup_burst"]["completed"] == 2
+    assert [(r["concurrency"], r["completed"], r["output_tokens"]) for r in result["sweep"]["runs"]] == [
+        (1, 1, 8), (2, 2, 16)]
+    assert (out / "gpu_tiny_CPU_tp1_2k_defaults_default.log").stat().st_size > 0
+    tool = _fixture_tool()
+    path = tmp_path / tool.fixture_name(result)
+    path.write_text(tool.fixture_text(result, Path("x.json")))
+    f = cal.parse(path)
+    assert f["max_concurrency"] == result["log"]["max_concurrency"] and f["head"]["accelerator"] == "CPU"

@@ -9,8 +9,10 @@ For each configuration (model x GPU x tensor parallel x context) it
   2. writes a weightless checkpoint (ops.model_config: config.json from the catalog with the MXFP4
      quantisation config, the o200k_harmony tokenizer) and starts vLLM on it with `--load-format dummy`;
   3. times launch -> /v1/models answering, and reads back vLLM's start-up lines (ops.vllm_log);
-  4. sweeps the OpenAI completions endpoint with ops.bench.client (the load generator of `ops bench`), random
-     prompts of a new seed per level, `ignore_eos`, a warm-up request first;
+  4. sends one untimed burst at the highest concurrency (short answers; Triton compiles its MoE kernels per
+     batch size there, not during a measured level), then sweeps the OpenAI completions endpoint with
+     ops.bench.client (the load generator of `ops bench`), random prompts of a new seed per level,
+     `ignore_eos`, a warm-up request first;
   5. writes one JSON per configuration (versions, GPU, command, engine arguments, log figures and lines,
      server config, sweep) into --out, and prints a table row.
 
@@ -204,6 +206,24 @@ def write_result(out_dir: str, tag: str, result: dict) -> Path:
     return path
 
 
+def warm_up(url: str, name: str, concurrency: int, input_len: int, seed: int) -> dict:
+    """One untimed burst at the sweep's highest concurrency with short answers, before any level is measured.
+
+    Triton compiles the MoE kernels for each new batch-size bucket the first time it meets one; measured on an
+    H100 (bench/results/gpu, 2026-12-06), a first level of 16 after a single warm-up request had a time to first
+    token p50 of 2.0-2.7 s against 0.23 s once Triton's cache held those shapes. The burst brings every batch
+    size up to the highest level through the engine (prefills at the full token budget, decodes as the batch
+    fills and drains) so that no level pays for it."""
+    from ops.bench.client import BenchConfig, run_sync
+
+    cfg = BenchConfig(endpoint=url, model=name, concurrency=concurrency, requests=concurrency, input_len=input_len,
+                      output_len=32, deadline_s=900, request_timeout_s=600, seed=seed, warmup=1)
+    r = run_sync(cfg)
+    print(f"  warm-up burst: {r['completed']}/{r['requests']} ok in {r['duration_s']:.1f} s", flush=True)
+    return {"concurrency": concurrency, "requests": r["requests"], "completed": r["completed"],
+            "input_len": input_len, "output_len": 32, "duration_s": round(r["duration_s"], 2)}
+
+
 def run_one(args, model: str, max_model_len: int) -> dict:
     m = catalog.model(model)
     label = args.label or "default"
@@ -253,10 +273,13 @@ def run_one(args, model: str, max_model_len: int) -> dict:
         result["gpus_loaded"] = gpu_info()
         if args.concurrency:
             levels = [int(x) for x in args.concurrency.split(",")]
+            seed = int(time.time())
+            if not args.no_warmup_burst:
+                result["warmup_burst"] = warm_up(server.url, m.key, max(levels), args.input_len, seed - 1)
             result["sweep"] = {"input_len": args.input_len, "output_len": args.output_len,
                                "requests_per_level": f"{args.requests_per_level} x concurrency",
                                "runs": sweep(server.url, m.key, levels, args.requests_per_level, args.input_len,
-                                             args.output_len, seed=int(time.time()))}
+                                             args.output_len, seed=seed)}
     except vllm_server.ServerExited as e:
         result["error"] = str(e)[-3000:]
         print(f"{tag}: FAILED\n{result['error']}", flush=True)
@@ -294,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests-per-level", type=int, default=4, help="requests per level, times its concurrency")
     p.add_argument("--input-len", type=int, default=1000)
     p.add_argument("--output-len", type=int, default=1000)
+    p.add_argument("--no-warmup-burst", action="store_true",
+                   help="skip the untimed burst at the highest concurrency before the sweep (it lets Triton compile "
+                        "the MoE kernels for every batch size before a level is measured)")
     p.add_argument("--cold", action="store_true", help="clear vLLM's, Inductor's and Triton's caches first")
     p.add_argument("--ready-timeout", type=float, default=600)
     p.add_argument("--work", default="/tmp/gpt-oss-gpu-bench", help="scratch directory (checkpoints, logs)")
