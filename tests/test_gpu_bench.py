@@ -17,11 +17,16 @@ ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT.parent / "shared" / "gpu" / "models"  # the published config.json files, beside the project
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("gpu_bench_run", ROOT / "bench" / "gpu" / "run.py")
+def _script(name: str):
+    """bench/gpu/NAME.py as a module (the bench's scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(f"gpu_bench_{name}", ROOT / "bench" / "gpu" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _bench():
+    return _script("run")
 
 
 @pytest.mark.parametrize("key", ["gpt-oss-20b", "gpt-oss-120b"])
@@ -89,10 +94,7 @@ INFO 12-01 09:59:00 [scheduler.py:200] Chunked prefill is enabled with max_num_b
 
 
 def _fixture_tool():
-    spec = importlib.util.spec_from_file_location("gpu_bench_fixture", ROOT / "bench" / "gpu" / "fixture.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return _script("fixture")
 
 
 def _result(**extra):
@@ -128,6 +130,7 @@ def test_bench_result_becomes_a_planner_fixture(tmp_path):
         assert "79.18 GiB" in h["gpu"] and h["command"].startswith("vllm serve DIR --served-model-name")
         assert f["model_loading_gib"] == 64.67 and f["available_kv_cache_gib"] == 4.10
         assert (h.get("refused") == "yes") is refused
+        assert ("larger than the available KV cache memory" in path.read_text()) is refused
         assert path.name.startswith("gpt-oss-120b_H100_vllm-0.24.0_bench-128k-preset-default")
 
 

@@ -13,7 +13,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "vllm_logs"
-REFUSAL = "cache is needed, which is larger than the available KV cache memory"  # vllm/v1/core/kv_cache_utils.py
+sys.path.insert(0, str(ROOT))
+
+from ops.doctor.signatures import SIGNATURES  # noqa: E402
+
+
+def refusal_line(result: dict) -> str | None:
+    """The line in which vLLM refused to start for want of KV-cache memory (the doctor's "kv-cache" signatures),
+    if the run ended so."""
+    kv = [sig.pattern for sig in SIGNATURES if sig.check == "kv-cache"]
+    lines = [line for line in result.get("error", "").splitlines() if any(p.search(line) for p in kv)]
+    return lines[-1] if lines else None
 
 
 def header(result: dict, source: Path) -> dict[str, str]:
@@ -40,7 +50,7 @@ def header(result: dict, source: Path) -> dict[str, str]:
             head[key] = str(kw[key])
     if result.get("partial"):
         head["note"] = "partial run: " + result["partial"]
-    if REFUSAL in result.get("error", "") or "No available memory for the cache blocks" in result.get("error", ""):
+    if refusal_line(result):
         head["refused"] = "yes"
         head["available_bound_gib"] = "0.5"
     return head
@@ -48,10 +58,8 @@ def header(result: dict, source: Path) -> dict[str, str]:
 
 def fixture_text(result: dict, source: Path) -> str:
     lines = [f"# {k}: {v}" for k, v in header(result, source).items()]
-    body = list(result.get("log_lines", []))
-    if "refused" in header(result, source):
-        body += [line for line in result["error"].splitlines() if REFUSAL in line or "No available memory" in line][-1:]
-    return "\n".join(lines + body) + "\n"
+    refused = refusal_line(result)
+    return "\n".join(lines + list(result.get("log_lines", [])) + ([refused] if refused else [])) + "\n"
 
 
 def fixture_name(result: dict) -> str:
