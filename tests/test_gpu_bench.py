@@ -147,6 +147,33 @@ def test_a_configuration_the_spec_refuses_is_recorded_not_started(tmp_path, caps
     assert "refused by the spec" in capsys.readouterr().out
 
 
+def test_a_helper_that_outlives_the_servers_group_is_ended_by_pid():
+    """vLLM leaves a helper in a session of its own that keeps GPU memory after the server's process group is
+    killed: the bench records the server's tree while it runs and ends what outlived the group (the orphan reaper
+    of ops.engine_orphans does the signalling, so only a pid still running the same command line is touched)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = _bench()
+    server = subprocess.Popen([sys.executable, "-c", "import subprocess, time; subprocess.Popen(['sleep', '307'], "
+                               "start_new_session=True); time.sleep(300)"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not (tree := run.server_tree(server.pid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [p.title for p in tree.values()] == ["sleep 307"]
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+    helper = next(iter(tree))
+    assert os.path.exists(f"/proc/{helper}")  # in a session of its own: the group's kill missed it
+    assert run.reap_leftovers(tree) == [helper]
+    assert run.reap_leftovers(tree) == []  # gone (or a zombie of init's): nothing is signalled twice
+
+
 def test_the_bench_end_to_end_on_vllms_cpu_build(tiny_model_dir, encodings_dir, tmp_path):
     """bench/gpu/run.py as it runs on a GPU, on vLLM's CPU build and the tiny gpt-oss: the server starts with the
     flags, the start-up lines are read back, the warm-up burst and the sweep run, the JSON and log are written,

@@ -35,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from app.llm_config import engine_cli_args, llm_config_kwargs  # noqa: E402
-from ops import catalog, model_config, vllm_log  # noqa: E402
+from ops import catalog, engine_orphans, model_config, vllm_log  # noqa: E402
 from ops.bench import vllm_server  # noqa: E402
 from ops.spec import SpecError, resolve  # noqa: E402
 
@@ -118,29 +118,24 @@ def clear_caches() -> list[str]:
     return cleared
 
 
-def process_tree(pid: int) -> set[int]:
-    """pid and all its descendants now (the API server, its engine core and workers)."""
-    tree, todo = {pid}, [pid]
+def server_tree(pid: int) -> dict[int, engine_orphans.Proc]:
+    """The server's descendants now (its engine core and workers), as the orphan reaper sees processes."""
+    procs = engine_orphans.processes()
+    tree: dict[int, engine_orphans.Proc] = {}
+    todo = [pid]
     while todo:
-        for child in vllm_server._children(todo.pop()):
-            if child not in tree:
-                tree.add(child)
-                todo.append(child)
+        parent = todo.pop()
+        for p in procs.values():
+            if p.ppid == parent and p.pid not in tree:
+                tree[p.pid] = p
+                todo.append(p.pid)
     return tree
 
 
-def reap_leftovers(pids: set[int]) -> list[int]:
+def reap_leftovers(tree: dict[int, engine_orphans.Proc]) -> list[int]:
     """Processes of this server that outlived its process group's SIGTERM/SIGKILL (a helper in a session of
-    its own keeps GPU memory): ended by pid. Only pids seen in the server's tree are touched."""
-    killed = []
-    for pid in sorted(pids):
-        try:
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
-                os.kill(pid, 9)
-                killed.append(pid)
-        except (OSError, ProcessLookupError):
-            pass
-    return killed
+    its own keeps GPU memory): ended by pid, each only while it still runs the command line it had in the tree."""
+    return [r["pid"] for r in engine_orphans.reap(list(tree.values()), grace_s=2.0) if r["signal"]]
 
 
 def wait_gpu_released(timeout_s: float = 90) -> list[int]:
@@ -263,12 +258,12 @@ def run_one(args, model: str, max_model_len: int) -> dict:
     server = vllm_server.start(ckpt, encodings_dir=args.encodings, log_path=log_path, served_name=m.key,
                                max_model_len=max_model_len,
                                kv_cache_gib=1 if args.accelerator == "CPU" else None, extra_env=env, extra_args=flags)
-    tree: set[int] = set()
+    tree: dict[int, engine_orphans.Proc] = {}
     try:
         vllm_server.wait_ready(server, args.ready_timeout)
         result["startup_s"] = round(time.monotonic() - started, 1)
         print(f"{tag}: ready in {result['startup_s']} s", flush=True)
-        tree = process_tree(server.proc.pid)
+        tree = server_tree(server.proc.pid)
         result["server_config"] = server_info(server.url)
         result["gpus_loaded"] = gpu_info()
         if args.concurrency:
@@ -284,9 +279,10 @@ def run_one(args, model: str, max_model_len: int) -> dict:
         result["error"] = str(e)[-3000:]
         print(f"{tag}: FAILED\n{result['error']}", flush=True)
     finally:
-        tree |= process_tree(server.proc.pid) if server.proc.poll() is None else set()
+        if server.proc.poll() is None:
+            tree |= server_tree(server.proc.pid)
         vllm_server.stop(server.proc)
-        result["reaped_pids"] = reap_leftovers(tree - {server.proc.pid})
+        result["reaped_pids"] = reap_leftovers(tree)
         result["gpu_memory_after_mib"] = wait_gpu_released()
     text = log_path.read_text(errors="replace")
     result["log"] = vllm_log.parse(text)
