@@ -33,6 +33,16 @@ def test_help_lists_every_command_group():
         assert group in r.stdout, group
 
 
+def test_spec_options_help_names_every_preset_model_and_gpu_of_the_catalog():
+    """The --preset / --model / --accelerator help is written from the catalog, so a new preset shows there."""
+    from ops.catalog import ACCELERATORS, MODELS, PRESETS
+
+    r = run_ops("plan", "--help", env={"COLUMNS": "400"})
+    assert r.returncode == 0, r.stderr
+    for name in [*PRESETS, *MODELS, *ACCELERATORS]:
+        assert name in r.stdout, name
+
+
 def test_spec_show_json_on_stdout_only():
     r = run_ops("spec", "show", "--preset", "gpt-oss-120b", "--set", "replicas.max=3", "--json")
     assert r.returncode == 0, r.stderr

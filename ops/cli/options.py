@@ -7,12 +7,21 @@ from typing import Annotated, Optional
 
 import typer
 
+from ops.catalog import ACCELERATORS, DEFAULT_PRESET, MODELS, PRESETS
 from ops.spec import Resolved, parse_set, resolve
 
-Preset = Annotated[Optional[str], typer.Option("--preset", "-p", help="Start from a preset: gpt-oss-20b, gpt-oss-120b or tiny (default).", rich_help_panel="Spec")]
+
+def _choices(names) -> str:
+    names = list(names)
+    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else "".join(names)
+
+
+_PRESETS = _choices(f"{p} (default)" if p == DEFAULT_PRESET else p for p in PRESETS)
+
+Preset = Annotated[Optional[str], typer.Option("--preset", "-p", help=f"Start from a preset: {_PRESETS}.", rich_help_panel="Spec")]
 SpecFile = Annotated[Optional[Path], typer.Option("--file", "-f", help="Stack spec YAML (layered over the preset).", rich_help_panel="Spec")]
-Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Model: gpt-oss-20b, gpt-oss-120b or tiny.", rich_help_panel="Spec")]
-Accelerator = Annotated[Optional[str], typer.Option("--accelerator", help="GPU kind: L4, A10G, L40S, A100-40G, A100-80G, H100, H200 (or CPU).", rich_help_panel="Spec")]
+Model = Annotated[Optional[str], typer.Option("--model", "-m", help=f"Model: {_choices(MODELS)}.", rich_help_panel="Spec")]
+Accelerator = Annotated[Optional[str], typer.Option("--accelerator", help=f"GPU kind: {', '.join(a for a in ACCELERATORS if a != 'CPU')} (or CPU).", rich_help_panel="Spec")]
 TP = Annotated[Optional[int], typer.Option("--tp", "--tensor-parallel-size", help="Tensor-parallel size (GPUs per replica).", rich_help_panel="Spec")]
 MaxLen = Annotated[Optional[int], typer.Option("--max-model-len", help="Context length per request, in tokens.", rich_help_panel="Spec")]
 TargetOpt = Annotated[Optional[str], typer.Option("--target", "-t", help="Where to deploy: local, cluster or anyscale.", rich_help_panel="Spec")]
