@@ -53,6 +53,18 @@ def parse(text: str) -> dict[str, Any]:
     return out
 
 
+# vLLM's JIT monitor (0.24 on, vllm/triton_utils/jit_monitor.py) logs Triton compiling a kernel after start-up: a
+# timed level that holds one paid for the compile in its latencies. By default it logs each kernel once;
+# with --jit-monitor-verbose every compile, with its key (and autotuning candidates).
+JIT_DURING_INFERENCE = re.compile(
+    r"Triton (?:kernel |autotune/warmup candidate )JIT compilation during inference: ([\w.<>]+?)(?:\.? This| \(key=)")
+
+
+def jit_compiles(text: str) -> list[str]:
+    """The kernels Triton compiled while requests were served, in the order logged."""
+    return [m.group(1) for m in JIT_DURING_INFERENCE.finditer(text)]
+
+
 def key_lines(text: str) -> list[str]:
     """The log lines `parse` reads, verbatim (what a planner fixture keeps)."""
     return [line for line in text.splitlines() if any(p.search(line) for p in PATTERNS.values())]

@@ -93,6 +93,32 @@ INFO 12-01 09:59:00 [scheduler.py:200] Chunked prefill is enabled with max_num_b
     assert len(vllm_log.key_lines(log)) == 6
 
 
+def test_a_level_that_paid_for_triton_compiles_says_so(tmp_path):
+    """vLLM's JIT monitor logs each Triton compile after start-up (once per kernel; every compile, with its key,
+    under --jit-monitor-verbose, which the bench passes where the release has it): the bench reads what the
+    server logged while a level ran into that level's JSON, and the table marks the level."""
+    run, table = _bench(), _script("table")
+    assert run.observation_flags("0.24.0") == ["--jit-monitor-verbose"]
+    assert run.observation_flags("0.11.0") == [] and run.observation_flags(None) == []
+    log = tmp_path / "vllm.log"
+    log.write_text("(EngineCore pid=1) WARNING 12-06 04:22:25 [jit_monitor.py:106] Triton kernel JIT compilation "
+                   "during inference: _topk_forward. This causes a latency spike; consider extending warmup to "
+                   "cover this shape/config.\n")
+    mark = run.LogMark(log)
+    with open(log, "a") as f:
+        f.write("(EngineCore pid=1) WARNING 12-06 04:26:36 [jit_monitor.py:98] Triton kernel JIT compilation during "
+                "inference: _combined_routing_memset (key=abc).\n(EngineCore pid=1) WARNING 12-06 04:26:37 "
+                "[jit_monitor.py:98] Triton autotune/warmup candidate JIT compilation during inference: "
+                "define_kernel.<locals>._empty_fn (key=None).\n")
+    assert vllm_log.jit_compiles(mark.since()) == ["_combined_routing_memset", "define_kernel.<locals>._empty_fn"]
+    assert vllm_log.jit_compiles(log.read_text())[0] == "_topk_forward"
+    runs = [{"concurrency": 1, "total_token_throughput_tps": 630.2, "jit_compiles": []},
+            {"concurrency": 64, "total_token_throughput_tps": 13014.9, "jit_compiles": ["_topk_forward"]}]
+    result = _result(log={}, sweep={"runs": runs})
+    text = table.table([result])
+    assert "| 630 | | 13,015* |" in text.replace("|  |", "| |") and "Triton compiled kernels" in text
+
+
 def _fixture_tool():
     return _script("fixture")
 
@@ -194,7 +220,9 @@ def test_the_bench_end_to_end_on_vllms_cpu_build(tiny_model_dir, encodings_dir, 
     result = json.loads((out / "gpu_tiny_CPU_tp1_2k_defaults_default.json").read_text())
     assert result["startup_s"] > 0 and result["versions"]["vllm"]
     assert result["log"]["available_kv_cache_gib"] == 1 and result["log"]["max_concurrency_len"] == 2048
-    assert result["warmup_burst"]["completed"] == 2
+    assert result["warmup_burst"]["completed"] == 2 and result["warmup_burst"]["jit_compiles"] == []
+    assert "--jit-monitor-verbose" in result["command"]  # vLLM 0.29's CPU build accepts it too
+    assert all(r["jit_compiles"] == [] for r in result["sweep"]["runs"])  # no Triton on the CPU backend
     assert [(r["concurrency"], r["completed"], r["output_tokens"]) for r in result["sweep"]["runs"]] == [
         (1, 1, 8), (2, 2, 16)]
     assert (out / "gpu_tiny_CPU_tp1_2k_defaults_default.log").stat().st_size > 0

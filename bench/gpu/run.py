@@ -35,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from app.llm_config import engine_cli_args, llm_config_kwargs  # noqa: E402
-from ops import catalog, engine_orphans, model_config, vllm_log  # noqa: E402
+from ops import catalog, engine_orphans, model_config, vllm_log, vllm_releases  # noqa: E402
 from ops.bench import vllm_server  # noqa: E402
 from ops.spec import SpecError, resolve  # noqa: E402
 
@@ -70,6 +70,13 @@ def parse_overrides(pairs: list[str]) -> dict[str, object]:
             raise SystemExit(f"--engine-arg {pair!r}: write KEY=VALUE, e.g. max_num_batched_tokens=16384")
         out[key.replace("-", "_")] = _value(value)
     return out
+
+
+def observation_flags(vllm_version: str | None) -> list[str]:
+    """Flags that change what vLLM logs, not what it serves: every Triton compile after start-up, with its key
+    (where the release has the JIT monitor), so each level's JSON says whether it paid for one."""
+    accepted = vllm_releases.engine_args(vllm_version) if vllm_version else None
+    return ["--jit-monitor-verbose"] if accepted and "jit_monitor_verbose" in accepted else []
 
 
 def versions() -> dict[str, str | None]:
@@ -176,8 +183,21 @@ def server_info(url: str) -> dict:
     return pick
 
 
+class LogMark:
+    """Where the server's log stands now; `since()` is what vLLM logged after, e.g. the Triton kernels it compiled
+    while a level was measured (a level that holds one paid for the compile in its latencies)."""
+
+    def __init__(self, path: Path):
+        self.path, self.offset = path, path.stat().st_size if path.exists() else 0
+
+    def since(self) -> str:
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            return f.read().decode(errors="replace")
+
+
 def sweep(url: str, name: str, levels: list[int], per_level: int, input_len: int, output_len: int,
-          seed: int) -> list[dict]:
+          seed: int, log_path: Path) -> list[dict]:
     from ops.bench.client import BenchConfig, run_sync
 
     runs = []
@@ -185,11 +205,14 @@ def sweep(url: str, name: str, levels: list[int], per_level: int, input_len: int
         cfg = BenchConfig(endpoint=url, model=name, concurrency=c, requests=per_level * c, input_len=input_len,
                           output_len=output_len, deadline_s=900, request_timeout_s=600,
                           seed=seed + 1_000_000 * (n + 1), warmup=1)
+        mark = LogMark(log_path)
         r = run_sync(cfg)
+        r["jit_compiles"] = vllm_log.jit_compiles(mark.since())
         runs.append(r)
+        jit = f"  ({len(r['jit_compiles'])} Triton compiles during the level)" if r["jit_compiles"] else ""
         print(f"  c={c:<4} {r['completed']}/{r['requests']} ok  total {r['total_token_throughput_tps']:,.0f} tok/s  "
               f"output {r['output_throughput_tps']:,.0f} tok/s  TTFT p50 {r['ttft_ms'].get('p50', 0):,.0f} ms  "
-              f"TPOT p50 {r['tpot_ms'].get('p50', 0):.1f} ms", flush=True)
+              f"TPOT p50 {r['tpot_ms'].get('p50', 0):.1f} ms{jit}", flush=True)
     return runs
 
 
@@ -201,7 +224,7 @@ def write_result(out_dir: str, tag: str, result: dict) -> Path:
     return path
 
 
-def warm_up(url: str, name: str, concurrency: int, input_len: int, seed: int) -> dict:
+def warm_up(url: str, name: str, concurrency: int, input_len: int, seed: int, log_path: Path) -> dict:
     """One untimed burst at the sweep's highest concurrency with short answers, before any level is measured.
 
     Triton compiles the MoE kernels for each new batch-size bucket the first time it meets one; measured on an
@@ -213,10 +236,13 @@ def warm_up(url: str, name: str, concurrency: int, input_len: int, seed: int) ->
 
     cfg = BenchConfig(endpoint=url, model=name, concurrency=concurrency, requests=concurrency, input_len=input_len,
                       output_len=32, deadline_s=900, request_timeout_s=600, seed=seed, warmup=1)
+    mark = LogMark(log_path)
     r = run_sync(cfg)
-    print(f"  warm-up burst: {r['completed']}/{r['requests']} ok in {r['duration_s']:.1f} s", flush=True)
+    jit = vllm_log.jit_compiles(mark.since())
+    print(f"  warm-up burst: {r['completed']}/{r['requests']} ok in {r['duration_s']:.1f} s, {len(jit)} Triton "
+          "compiles", flush=True)
     return {"concurrency": concurrency, "requests": r["requests"], "completed": r["completed"],
-            "input_len": input_len, "output_len": 32, "duration_s": round(r["duration_s"], 2)}
+            "input_len": input_len, "output_len": 32, "duration_s": round(r["duration_s"], 2), "jit_compiles": jit}
 
 
 def run_one(args, model: str, max_model_len: int) -> dict:
@@ -237,7 +263,7 @@ def run_one(args, model: str, max_model_len: int) -> dict:
     work = Path(args.work) / tag
     ckpt = (Path(args.checkpoint) if args.checkpoint
             else model_config.write_dummy_checkpoint(m, work / "model", args.tokenizer))
-    flags = ["--load-format", "dummy", *engine_cli_args(kw)]
+    flags = ["--load-format", "dummy", *engine_cli_args(kw), *observation_flags(versions()["vllm"])]
     work.mkdir(parents=True, exist_ok=True)
     cleared = clear_caches() if args.cold else []
     log_path = work / "vllm.log"
@@ -270,11 +296,12 @@ def run_one(args, model: str, max_model_len: int) -> dict:
             levels = [int(x) for x in args.concurrency.split(",")]
             seed = int(time.time())
             if not args.no_warmup_burst:
-                result["warmup_burst"] = warm_up(server.url, m.key, max(levels), args.input_len, seed - 1)
+                result["warmup_burst"] = warm_up(server.url, m.key, max(levels), args.input_len, seed - 1,
+                                                 log_path)
             result["sweep"] = {"input_len": args.input_len, "output_len": args.output_len,
                                "requests_per_level": f"{args.requests_per_level} x concurrency",
                                "runs": sweep(server.url, m.key, levels, args.requests_per_level, args.input_len,
-                                             args.output_len, seed=seed)}
+                                             args.output_len, seed=seed, log_path=log_path)}
     except vllm_server.ServerExited as e:
         result["error"] = str(e)[-3000:]
         print(f"{tag}: FAILED\n{result['error']}", flush=True)

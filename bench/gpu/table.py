@@ -18,14 +18,18 @@ def table(results: list[dict]) -> str:
     for r in results:
         log = r.get("log", {})
         gpu = (r.get("gpus") or [{}])[0].get("name", "?")
-        tput = {run["concurrency"]: run["total_token_throughput_tps"] for run in r.get("sweep", {}).get("runs", [])}
+        tput = {run["concurrency"]: f"{run['total_token_throughput_tps']:,.0f}{'*' if run.get('jit_compiles') else ''}"
+                for run in r.get("sweep", {}).get("runs", [])}
         cells = [r["model"], gpu, r["tensor_parallel_size"], f"{r['max_model_len']:,}",
                  f"{r['engine']}/{r['label']}", r["versions"].get("vllm"), r.get("startup_s", "failed"),
                  log.get("model_loading_gib", ""), log.get("available_kv_cache_gib", ""),
                  f"{log['kv_cache_tokens']:,}" if "kv_cache_tokens" in log else "",
                  f"{log['max_concurrency']:.2f}x" if "max_concurrency" in log else "",
-                 *(f"{tput[c]:,.0f}" if c in tput else "" for c in (1, 16, 64, 256))]
+                 *(tput.get(c, "") for c in (1, 16, 64, 256))]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    if any(run.get("jit_compiles") for r in results for run in r.get("sweep", {}).get("runs", [])):
+        lines.append("\n\\* Triton compiled kernels while this level was measured (its JSON names them): the level "
+                     "paid for the compiles.")
     return "\n".join(lines)
 
 
