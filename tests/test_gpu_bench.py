@@ -160,6 +160,23 @@ def test_bench_result_becomes_a_planner_fixture(tmp_path):
         assert path.name.startswith("gpt-oss-120b_H100_vllm-0.24.0_bench-128k-preset-default")
 
 
+@pytest.mark.parametrize("path", sorted((ROOT / "bench" / "results" / "gpu").rglob("gpu_*.json")),
+                         ids=lambda p: str(p.relative_to(ROOT / "bench" / "results" / "gpu")))
+def test_every_committed_gpu_result_is_a_calibration_fixture(path):
+    """Each committed GPU run's KV-cache figures are a fixture the planner is held to (a run repeated on another
+    machine logged the same figures, so one fixture serves both)."""
+    import test_plan_calibration as cal
+
+    result = json.loads(path.read_text())
+    if "refused_by_spec" in result:
+        return
+    fixture = cal.LOGS[0].parent / _fixture_tool().fixture_name(result)
+    assert fixture.exists(), f"run `python bench/gpu/fixture.py {path.relative_to(ROOT)}`"
+    f = cal.parse(fixture)
+    for key in ("model_loading_gib", "available_kv_cache_gib", "kv_cache_tokens", "max_concurrency"):
+        assert f.get(key) == result["log"].get(key), key
+
+
 def test_a_configuration_the_spec_refuses_is_recorded_not_started(tmp_path, capsys):
     """120b at 131,072 tokens on one H100 does not fit (vLLM 0.24 had 4.41 GiB for the KV cache at 32,768 and
     one 131,072-token request needs 4.79): the bench writes the spec's refusal and starts nothing."""
