@@ -230,8 +230,8 @@ def test_the_bench_end_to_end_on_vllms_cpu_build(tiny_model_dir, encodings_dir, 
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "gpu" / "run.py"), "--model", "tiny", "--accelerator", "CPU",
          "--engine", "defaults", "--checkpoint", str(tiny_model_dir), "--encodings", str(encodings_dir),
-         "--max-model-len", "2048", "--concurrency", "1,2", "--requests-per-level", "1", "--input-len", "16",
-         "--output-len", "8", "--work", str(tmp_path / "work"), "--out", str(out)],
+         "--max-model-len", "2048", "--concurrency", "1,2", "--requests-per-level", "1", "--repeats", "3",
+         "--input-len", "16", "--output-len", "8", "--work", str(tmp_path / "work"), "--out", str(out)],
         capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads((out / "gpu_tiny_CPU_tp1_2k_defaults_default.json").read_text())
@@ -240,6 +240,9 @@ def test_the_bench_end_to_end_on_vllms_cpu_build(tiny_model_dir, encodings_dir, 
     assert result["warmup_burst"]["completed"] == 2 and result["warmup_burst"]["jit_compiles"] == []
     assert "--jit-monitor-verbose" in result["command"]  # vLLM 0.29's CPU build accepts it too
     assert all(r["jit_compiles"] == [] for r in result["sweep"]["runs"])  # no Triton on the CPU backend
+    for level in result["sweep"]["runs"]:  # the median of three repeats, each one's figure kept
+        assert len(level["repeats_total_tok_s"]) == 3
+        assert sorted(level["repeats_total_tok_s"])[1] == round(level["total_token_throughput_tps"], 1)
     assert [(r["concurrency"], r["completed"], r["output_tokens"]) for r in result["sweep"]["runs"]] == [
         (1, 1, 8), (2, 2, 16)]
     assert (out / "gpu_tiny_CPU_tp1_2k_defaults_default.log").stat().st_size > 0
