@@ -269,10 +269,10 @@ WRAPPER
 }
 
 # After MAX_ATTEMPTS failed boots: a worker tells its Auto Scaling group it is unhealthy (the group replaces
-# it); the head, which no group replaces, stays up with the reason in its status for the operator.
+# it); the head, which no group replaces, stays up with the reason in its status for the operator. The status
+# says gave-up only once that is done, so whoever reads it finds the group already told.
 give_up() {
   local reason="$1"
-  set_status gave-up "$STEP" "$reason"
   trap - EXIT
   if [ "$ROLE" = "worker" ] && [ -n "${INSTANCE_ID:-}" ]; then
     if aws autoscaling set-instance-health --instance-id "$INSTANCE_ID" --health-status Unhealthy \
@@ -282,6 +282,7 @@ give_up() {
       log "could not mark $INSTANCE_ID Unhealthy; stop it by hand: aws ec2 terminate-instances --instance-ids $INSTANCE_ID"
     fi
   fi
+  set_status gave-up "$STEP" "$reason"
   log "giving up after $ATTEMPT attempts at step '$STEP': $reason"
   exit "$GAVE_UP"
 }
