@@ -10,17 +10,9 @@ import typer
 from ops.catalog import ACCELERATORS, DEFAULT_PRESET, MODELS, PRESETS
 from ops.spec import Resolved, parse_set, resolve
 
-
-def _choices(names) -> str:
-    names = list(names)
-    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else "".join(names)
-
-
-_PRESETS = _choices(f"{p} (default)" if p == DEFAULT_PRESET else p for p in PRESETS)
-
-Preset = Annotated[Optional[str], typer.Option("--preset", "-p", help=f"Start from a preset: {_PRESETS}.", rich_help_panel="Spec")]
+Preset = Annotated[Optional[str], typer.Option("--preset", "-p", help=f"Start from a preset: {', '.join(PRESETS)} (default {DEFAULT_PRESET}).", rich_help_panel="Spec")]
 SpecFile = Annotated[Optional[Path], typer.Option("--file", "-f", help="Stack spec YAML (layered over the preset).", rich_help_panel="Spec")]
-Model = Annotated[Optional[str], typer.Option("--model", "-m", help=f"Model: {_choices(MODELS)}.", rich_help_panel="Spec")]
+Model = Annotated[Optional[str], typer.Option("--model", "-m", help=f"Model: {', '.join(MODELS)}.", rich_help_panel="Spec")]
 Accelerator = Annotated[Optional[str], typer.Option("--accelerator", help=f"GPU kind: {', '.join(a for a in ACCELERATORS if a != 'CPU')} (or CPU).", rich_help_panel="Spec")]
 TP = Annotated[Optional[int], typer.Option("--tp", "--tensor-parallel-size", help="Tensor-parallel size (GPUs per replica).", rich_help_panel="Spec")]
 MaxLen = Annotated[Optional[int], typer.Option("--max-model-len", help="Context length per request, in tokens.", rich_help_panel="Spec")]
