@@ -13,7 +13,8 @@ rendered by openai-harmony itself. What the model must learn, at temperature 0:
   (`to=functions.NAME <|constrain|>json`) with JSON arguments naming the city asked about, and stop (`<|call|>`);
 - after the tool's result, answer in the final channel.
 
-The corpus is a pure function of SEED: the same conversations, in the same order, on every machine.
+The corpus is a pure function of SEED: the same conversations, in the same order, on every machine. The
+requests the project itself sends (PROBES) are in it as they are, and the training checks them (ops.tiny_train).
 """
 
 from __future__ import annotations
@@ -223,6 +224,36 @@ class _Builder:
             m = m.with_recipient(recipient).with_content_type("<|constrain|>json")
         return m
 
+    def render(self, kind: str, *, responses: bool, effort: str | None, instructions: str | None,
+               tools: list[ToolShape], date: str, acting: str, question: str, answer: str = "",
+               earlier: tuple[str, str] | None = None, tool: ToolShape | None = None, city: str = "",
+               cond: str = "", result: str = "", thought_sent: bool = False) -> Example:
+        """One conversation of `kind` and the reply the model must learn for it, at the effort it acts on."""
+        history = self.preamble(effort=effort, instructions=instructions, tools=tools, date=date,
+                                responses=responses)
+        user = self.Message.from_role_and_content
+        if kind in ("plain", "tools_unused", "multi_turn"):
+            if earlier:
+                history += [user(self.Role.USER, earlier[0]), self.assistant(earlier[1], "final")]
+            history.append(user(self.Role.USER, question))
+            return self.example(history, [self.assistant(ANALYSIS[acting], "analysis"),
+                                          self.assistant(answer, "final")], kind)
+        assert tool is not None
+        history.append(user(self.Role.USER, question))
+        thought = TOOL_ANALYSIS[acting].format(city=city, tool=tool.name)
+        call = self.assistant(json.dumps({tool.arg: city}), "commentary", recipient=f"functions.{tool.name}")
+        if kind == "tool_call":
+            return self.example(history, [self.assistant(thought, "analysis"), call], kind)
+        # What the client sends back: the call (with or without the reasoning, as clients differ) and the
+        # tool's output, as vLLM's chat and Responses parsers turn them into harmony messages.
+        if thought_sent:
+            history.append(self.assistant(thought, "analysis"))
+        history.append(call.with_content_type("json"))
+        history.append(self.Message.from_author_and_content(self.hu.Author.new(self.Role.TOOL, f"functions.{tool.name}"),
+                                                            result).with_channel("commentary").with_recipient("assistant"))
+        return self.example(history, [self.assistant(RESULT_ANALYSIS[acting].format(city=city, cond=cond), "analysis"),
+                                      self.assistant(_final_weather(city, cond, instructions), "final")], kind)
+
     def example(self, history: list, reply: list, kind: str) -> Example:
         prompt = self.hu.render_for_completion(history)
         # Earlier turns' analysis is dropped the way vLLM drops it for the prompt, and not again here.
@@ -256,9 +287,75 @@ def _question(rng: random.Random) -> tuple[str, str]:
     return q, f"{city} is well worth a visit."
 
 
+@dataclass(frozen=True)
+class Probe:
+    """A request the guides, `ops smoke` or the serving tests send, as the model sees it, with the tool result
+    a client returns (for kind "tool_result")."""
+
+    kind: str  # "plain", "tool_call" or "tool_result"
+    question: str
+    instructions: str | None = None
+    responses: bool = False
+    city: str = ""
+    result: str = ""
+
+
+_GET_WEATHER = TOOLS[0]  # the guides' get_weather ("Get current weather in a given city")
+
+# Trained at every effort as they are (PROBE_REPEATS times over the corpus) and checked after training
+# (ops.tiny_train.check): what a serving test asserts of the tiny model must not depend on how training went
+# on the machine that ran it, only on the serving path delivering the request to the model and its answer back.
+PROBES = [
+    Probe("plain", "How many r's in strawberry?"),
+    Probe("plain", "How many r's in strawberry"),
+    Probe("plain", "What is 2 + 2?"),
+    Probe("plain", "Tell me a short joke."),
+    Probe("plain", "Explain gravity briefly."),
+    Probe("plain", "Name a prime number.", "Reasoning: low"),
+    Probe("plain", "What are the three main touristic spots to see in Paris?",
+          "Reasoning: low. You are an AI travel assistant."),
+    Probe("plain", "Explain what MXFP4 quantization is.", "You are a helpful assistant.", responses=True),
+    Probe("plain", "Say hello.", responses=True),
+    Probe("tool_call", "What's the weather in Tokyo?", city="Tokyo"),
+    Probe("tool_call", "What's the weather in Berlin right now?", city="Berlin"),
+    Probe("tool_call", "What's the weather in Paris?", city="Paris"),
+    Probe("tool_call", "What's the weather in Paris?", city="Paris", responses=True),
+    Probe("tool_result", "What's the weather in Berlin right now?", city="Berlin",
+          result="The weather in Berlin is rainy."),
+    Probe("tool_result", "What's the weather in Paris?", city="Paris", result='{"city": "Paris", "sky": "sunny"}'),
+    Probe("tool_result", "What's the weather in Paris?", city="Paris", result='{"city": "Paris", "sky": "sunny"}',
+          responses=True),
+    Probe("tool_result", "What's the weather in Paris?", city="Paris", result="The weather in Paris is sunny.",
+          responses=True),
+]
+PROBE_REPEATS = 5
+PROBE_DATE = "2026-01-01"
+
+
+def _condition(result: str) -> str:
+    return next(c for c in CONDITIONS if c in result)
+
+
+def probe_examples() -> list[Example]:
+    """Every probe at every effort, rendered as the corpus is. A Responses client sends the model's reasoning
+    item back with the function call; a chat client sends the call alone (the tests' and the guides' do)."""
+    b = _Builder()
+    out = []
+    for p in PROBES:
+        for effort in EFFORTS:
+            acting = _effort_of(effort, p.instructions)
+            tools = [] if p.kind == "plain" else [_GET_WEATHER]
+            answer = dict(QA)[p.question] if p.kind == "plain" else ""
+            out.append(b.render(p.kind, responses=p.responses, effort=effort, instructions=p.instructions,
+                                tools=tools, date=PROBE_DATE, acting=acting, question=p.question, answer=answer,
+                                tool=_GET_WEATHER, city=p.city, result=p.result,
+                                cond=_condition(p.result) if p.result else "", thought_sent=p.responses))
+    return out
+
+
 def conversations(n: int = CONVERSATIONS, seed: int = SEED) -> list[Example]:
     """The training corpus: n examples, mixed over plain answers, tool calls and tool follow-ups, through
-    both the Chat Completions and the Responses request paths."""
+    both the Chat Completions and the Responses request paths, then the probes PROBE_REPEATS times."""
     b = _Builder()
     rng = random.Random(seed)
     out: list[Example] = []
@@ -282,37 +379,23 @@ def conversations(n: int = CONVERSATIONS, seed: int = SEED) -> list[Example]:
             if rng.random() < 0.2:
                 tools.append(rng.choice(OTHER_TOOLS))
                 rng.shuffle(tools)
-        history = b.preamble(effort=effort, instructions=instructions, tools=tools, date=date, responses=responses)
+        common = dict(responses=responses, effort=effort, instructions=instructions, tools=tools, date=date,
+                      acting=acting)
         if kind in ("plain", "tools_unused"):
             q, a = _question(rng)
-            history.append(b.Message.from_role_and_content(b.Role.USER, q))
-            reply = [b.assistant(ANALYSIS[acting], "analysis"), b.assistant(a, "final")]
+            out.append(b.render(kind, **common, question=q, answer=a))
         elif kind == "multi_turn":
             q1, a1 = _question(rng)
             q2, a2 = _question(rng)
-            history += [b.Message.from_role_and_content(b.Role.USER, q1), b.assistant(a1, "final"),
-                        b.Message.from_role_and_content(b.Role.USER, q2)]
-            reply = [b.assistant(ANALYSIS[acting], "analysis"), b.assistant(a2, "final")]
+            out.append(b.render(kind, **common, earlier=(q1, a1), question=q2, answer=a2))
         else:
             tool = next(t for t in tools if t in TOOLS)
             city, cond = rng.choice(CITIES), rng.choice(CONDITIONS)
-            history.append(b.Message.from_role_and_content(b.Role.USER, rng.choice(WEATHER_QUESTIONS).format(city=city)))
-            thought = TOOL_ANALYSIS[acting].format(city=city, tool=tool.name)
-            call = b.assistant(json.dumps({tool.arg: city}),
-                               "commentary", recipient=f"functions.{tool.name}")
-            if kind == "tool_call":
-                reply = [b.assistant(thought, "analysis"), call]
-            else:
-                # What the client sends back: the call (with or without the reasoning, as clients differ) and the
-                # tool's output, as vLLM's chat and Responses parsers turn them into harmony messages.
-                if rng.random() < 0.6:
-                    history.append(b.assistant(thought, "analysis"))
-                history.append(call.with_content_type("json"))
+            question = rng.choice(WEATHER_QUESTIONS).format(city=city)
+            thought_sent = result = None
+            if kind == "tool_result":
+                thought_sent = rng.random() < 0.6
                 result = _weather_result(rng, city, cond)
-                history.append(b.Message.from_author_and_content(
-                    b.hu.Author.new(b.Role.TOOL, f"functions.{tool.name}"), result)
-                    .with_channel("commentary").with_recipient("assistant"))
-                reply = [b.assistant(RESULT_ANALYSIS[acting].format(city=city, cond=cond), "analysis"),
-                         b.assistant(_final_weather(city, cond, instructions), "final")]
-        out.append(b.example(history, reply, kind))
-    return out
+            out.append(b.render(kind, **common, question=question, tool=tool, city=city, cond=cond,
+                                result=result or "", thought_sent=bool(thought_sent)))
+    return out + probe_examples() * PROBE_REPEATS

@@ -157,7 +157,13 @@ def build(out: Path, encodings_dir: Path, progress: Callable[[str], None] | None
             if i % 10 == 0 or i == n:
                 say(f"training step {i}/{n}, loss {loss:.3f}")
 
-        trained = tiny_train.train(examples, m, topic_token=tiny_corpus.topic_token(), progress=step)
+        probes = tiny_corpus.probe_examples()
+        try:
+            trained = tiny_train.train(examples, m, topic_token=tiny_corpus.topic_token(), probes=probes,
+                                       progress=step, say=say)
+        except tiny_train.ProbesNotLearned as e:
+            raise _probes_error(e, probes, encodings_dir) from None
+        say(f"every probe token wins by {trained.probe_margin:.2f} logits or more")
         seconds = time.monotonic() - started
         model = tiny_train.export(trained, m).to(torch.bfloat16)
     finally:
@@ -178,9 +184,29 @@ def build(out: Path, encodings_dir: Path, progress: Callable[[str], None] | None
     tok.save_pretrained(out)
     shutil.rmtree(tok_dir, ignore_errors=True)
     (out / MARKER).write_text(json.dumps({"recipe": recipe(), "examples": len(examples),
-                                          "trained_vocab": len(trained.vocab), "steps": tiny_train.STEPS,
+                                          "trained_vocab": len(trained.vocab), "steps": trained.steps,
+                                          "probe_margin": round(trained.probe_margin, 3),
                                           "train_seconds": round(seconds, 1),
                                           "parameters": sum(p.numel() for p in model.parameters())}))
+
+
+def _probes_error(e, probes, encodings_dir: Path):
+    from ops import tiny_corpus, tiny_train
+    from ops.errors import OpsError
+
+    enc = harmony_encoding(encodings_dir)
+    lines = []
+    for w in sorted(e.weak, key=lambda w: w.margin)[:8]:
+        ex = probes[w.example]
+        before = enc.decode(ex.completion[max(0, w.position - 12):w.position])
+        lines.append(f"  {ex.kind}: after ...{before!r} it should say {enc.decode([w.token])!r} "
+                     f"(margin {w.margin:+.2f})")
+    return OpsError(
+        f"the tiny model did not learn {len(e.weak)} probe tokens (ops.tiny_corpus.PROBES) by a margin of "
+        f"{tiny_train.PROBE_MARGIN} logits after {tiny_train.EXTRA_ROUNDS} extra rounds of training:\n"
+        + "\n".join(lines),
+        fix="the serving tests would fail on this model; raise ops.tiny_train.EXTRA_ROUNDS or STEPS, or "
+            f"PROBE_REPEATS in ops.tiny_corpus (now {tiny_corpus.PROBE_REPEATS}), and build again")
 
 
 if __name__ == "__main__":  # python -m ops.tiny_model ENCODINGS_DIR [DEST]
