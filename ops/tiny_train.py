@@ -45,8 +45,9 @@ INDUCTION_HEADS = (0, 4)
 TOPIC_HEAD = 1  # shares the first induction head's keys: attends to whatever follows " in"
 VOCAB_SIZE = 201088
 # After training, every completion token of every probe (ops.tiny_corpus.PROBES) must win by this many logits
-# (what bf16 weights and vLLM's CPU kernels may move a logit by, with room); until it does, training goes on
-# at a tenth of the peak rate, EXTRA_STEPS at a time, at most EXTRA_ROUNDS times.
+# (what bf16 weights and vLLM's CPU kernels may move a logit by, with room). Until it does, training goes on,
+# EXTRA_STEPS at a time (at most EXTRA_ROUNDS times), the rate decaying from a tenth of the peak to zero in
+# each round, every batch carrying the probes that win by less than twice the margin besides its corpus rows.
 PROBE_MARGIN = 1.0
 EXTRA_STEPS = 100
 EXTRA_ROUNDS = 6
@@ -234,8 +235,8 @@ def train(examples, m, *, steps: int = STEPS, topic_token: int | None = None, pr
     opt = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=0.0, betas=(0.9, 0.98))
     log_rest = math.log(VOCAB_SIZE - len(vocab))  # the zero output rows of every token not in the corpus
 
-    def one_step(step: int, lr: float) -> float:
-        rows = [data[i] for i in next(batches)]
+    def one_step(step: int, lr: float, replay: list[tuple[list[int], int]] = ()) -> float:
+        rows = [data[i] for i in next(batches)] + list(replay)
         width = max(len(r[0]) for r in rows)
         ids = torch.full((len(rows), width), unk)
         labels = torch.full((len(rows), width), -100)
@@ -262,16 +263,17 @@ def train(examples, m, *, steps: int = STEPS, topic_token: int | None = None, pr
         opt.step()
         return float(loss.detach())
 
-    def weak() -> tuple[list[Weak], float]:
+    def weak() -> tuple[list[Weak], float, list[int]]:
+        """The probe tokens below PROBE_MARGIN, the smallest margin, and the probes within twice of it."""
         model.eval()
-        found, least = [], math.inf
+        found, least, near = [], math.inf, []
         for n, row in enumerate(margins(model, probe_rows, unk)):
-            for pos, margin in enumerate(row):
-                least = min(least, margin)
-                if margin < PROBE_MARGIN:
-                    found.append(Weak(n, pos, probes[n].completion[pos], margin))
+            least = min(least, *row)
+            if min(row) < 2 * PROBE_MARGIN:
+                near.append(n)
+            found += [Weak(n, pos, probes[n].completion[pos], m) for pos, m in enumerate(row) if m < PROBE_MARGIN]
         model.train()
-        return found, least
+        return found, least, near
 
     model.train()
     total = steps
@@ -280,18 +282,20 @@ def train(examples, m, *, steps: int = STEPS, topic_token: int | None = None, pr
         loss = one_step(step, lr)
         if progress:
             progress(step + 1, total, loss)
-    found, least = weak() if probes else ([], 0.0)
+    found, least, near = weak() if probes else ([], 0.0, [])
     for n in range(EXTRA_ROUNDS):
         if not found:
             break
         say(f"{len(found)} probe tokens below a margin of {PROBE_MARGIN} (the weakest {least:+.2f}): "
             f"{EXTRA_STEPS} more steps ({n + 1} of at most {EXTRA_ROUNDS})")
-        total += EXTRA_STEPS
-        for step in range(total - EXTRA_STEPS, total):
-            loss = one_step(step, LEARNING_RATE * 0.1)
+        replay = [probe_rows[i] for i in near]
+        for k in range(EXTRA_STEPS):
+            lr = LEARNING_RATE * 0.1 * 0.5 * (1 + math.cos(math.pi * k / EXTRA_STEPS))
+            loss = one_step(total + k, lr, replay)
             if progress:
-                progress(step + 1, total, loss)
-        found, least = weak()
+                progress(total + k + 1, total + EXTRA_STEPS, loss)
+        total += EXTRA_STEPS
+        found, least, near = weak()
     model.eval()
     if found:
         raise ProbesNotLearned(found)
