@@ -303,7 +303,7 @@ class Probe:
 _GET_WEATHER = TOOLS[0]  # the guides' get_weather ("Get current weather in a given city")
 
 # Trained at every effort as they are (PROBE_REPEATS times over the corpus) and checked after training
-# (ops.tiny_train.check): what a serving test asserts of the tiny model must not depend on how training went
+# (ops.tiny_train.train): what a serving test asserts of the tiny model must not depend on how training went
 # on the machine that ran it, only on the serving path delivering the request to the model and its answer back.
 PROBES = [
     Probe("plain", "How many r's in strawberry?"),
@@ -392,10 +392,8 @@ def conversations(n: int = CONVERSATIONS, seed: int = SEED) -> list[Example]:
             tool = next(t for t in tools if t in TOOLS)
             city, cond = rng.choice(CITIES), rng.choice(CONDITIONS)
             question = rng.choice(WEATHER_QUESTIONS).format(city=city)
-            thought_sent = result = None
-            if kind == "tool_result":
-                thought_sent = rng.random() < 0.6
-                result = _weather_result(rng, city, cond)
-            out.append(b.render(kind, **common, question=question, tool=tool, city=city, cond=cond,
-                                result=result or "", thought_sent=bool(thought_sent)))
+            thought_sent = kind == "tool_result" and rng.random() < 0.6
+            result = _weather_result(rng, city, cond) if kind == "tool_result" else ""
+            out.append(b.render(kind, **common, question=question, tool=tool, city=city, cond=cond, result=result,
+                                thought_sent=thought_sent))
     return out + probe_examples() * PROBE_REPEATS

@@ -203,7 +203,7 @@ def _probes_error(e, probes, encodings_dir: Path):
                      f"(margin {w.margin:+.2f})")
     return OpsError(
         f"the tiny model did not learn {len(e.weak)} probe tokens (ops.tiny_corpus.PROBES) by a margin of "
-        f"{tiny_train.PROBE_MARGIN} logits after {tiny_train.EXTRA_ROUNDS} extra rounds of training:\n"
+        f"{tiny_train.PROBE_MARGIN} logits after {e.rounds} extra rounds of training:\n"
         + "\n".join(lines),
         fix="the serving tests would fail on this model; raise ops.tiny_train.EXTRA_ROUNDS or STEPS, or "
             f"PROBE_REPEATS in ops.tiny_corpus (now {tiny_corpus.PROBE_REPEATS}), and build again")

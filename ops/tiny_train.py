@@ -76,9 +76,9 @@ class Weak:
 
 
 class ProbesNotLearned(RuntimeError):
-    def __init__(self, weak: list[Weak]) -> None:
-        super().__init__(f"{len(weak)} probe tokens below a margin of {PROBE_MARGIN}")
-        self.weak = weak
+    def __init__(self, weak: list[Weak], rounds: int) -> None:
+        super().__init__(f"{len(weak)} probe tokens below a margin of {PROBE_MARGIN} after {rounds} extra rounds")
+        self.weak, self.rounds = weak, rounds
 
 
 def config(m, vocab_size: int = VOCAB_SIZE):
@@ -215,7 +215,8 @@ def margins(model, rows: list[tuple[list[int], int]], unk: int):
 
 def train(examples, m, *, steps: int = STEPS, topic_token: int | None = None, probes=(),
           progress: Callable[[int, int, float], None] | None = None,
-          say: Callable[[str], None] = lambda _s: None) -> Trained:
+          say: Callable[[str], None] = lambda _s: None, extra_rounds: int = EXTRA_ROUNDS,
+          extra_steps: int = EXTRA_STEPS) -> Trained:
     """Train the compact model on the examples (prompt tokens, completion tokens); loss on completions only.
     `topic_token` is the id of " in" (see wire_induction). Then every probe (examples of the corpus's own
     tokens) must come out as trained, by PROBE_MARGIN: training goes on until it does, else ProbesNotLearned."""
@@ -283,22 +284,22 @@ def train(examples, m, *, steps: int = STEPS, topic_token: int | None = None, pr
         if progress:
             progress(step + 1, total, loss)
     found, least, near = weak() if probes else ([], 0.0, [])
-    for n in range(EXTRA_ROUNDS):
+    for n in range(extra_rounds):
         if not found:
             break
         say(f"{len(found)} probe tokens below a margin of {PROBE_MARGIN} (the weakest {least:+.2f}): "
-            f"{EXTRA_STEPS} more steps ({n + 1} of at most {EXTRA_ROUNDS})")
+            f"{extra_steps} more steps ({n + 1} of at most {extra_rounds})")
         replay = [probe_rows[i] for i in near]
-        for k in range(EXTRA_STEPS):
-            lr = LEARNING_RATE * 0.1 * 0.5 * (1 + math.cos(math.pi * k / EXTRA_STEPS))
+        for k in range(extra_steps):
+            lr = LEARNING_RATE * 0.1 * 0.5 * (1 + math.cos(math.pi * k / extra_steps))
             loss = one_step(total + k, lr, replay)
             if progress:
-                progress(total + k + 1, total + EXTRA_STEPS, loss)
-        total += EXTRA_STEPS
+                progress(total + k + 1, total + extra_steps, loss)
+        total += extra_steps
         found, least, near = weak()
     model.eval()
     if found:
-        raise ProbesNotLearned(found)
+        raise ProbesNotLearned(found, extra_rounds)
     return Trained(model, vocab, steps=total, probe_margin=least if probes else 0.0)
 
 

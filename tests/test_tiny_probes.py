@@ -41,13 +41,10 @@ def test_the_built_checkpoint_answers_every_probe_as_served(tiny_model_dir, prob
     assert min(worst) > tiny_train.PROBE_MARGIN / 2, sorted(worst)[:5]
 
 
-def test_a_model_that_has_not_learned_the_probes_is_refused_with_what_it_got_wrong(probes, encodings_dir,
-                                                                                  monkeypatch):
-    monkeypatch.setattr(tiny_train, "EXTRA_ROUNDS", 1)
-    monkeypatch.setattr(tiny_train, "EXTRA_STEPS", 1)
+def test_a_model_that_has_not_learned_the_probes_is_refused_with_what_it_got_wrong(probes, encodings_dir):
     with pytest.raises(tiny_train.ProbesNotLearned) as e:
-        tiny_train.train(probes, catalog.MODELS["tiny"], steps=2, probes=probes[:4])
-    assert e.value.weak and all(w.margin < tiny_train.PROBE_MARGIN for w in e.value.weak)
+        tiny_train.train(probes, catalog.MODELS["tiny"], steps=2, probes=probes[:4], extra_rounds=1, extra_steps=1)
+    assert e.value.rounds == 1 and e.value.weak and all(w.margin < tiny_train.PROBE_MARGIN for w in e.value.weak)
     err = tiny_model._probes_error(e.value, probes[:4], encodings_dir)
-    assert "PROBES" in err.message and "it should say" in err.message
+    assert "PROBES" in err.message and "after 1 extra rounds" in err.message and "it should say" in err.message
     assert "EXTRA_ROUNDS" in err.fix and "PROBE_REPEATS" in err.fix
