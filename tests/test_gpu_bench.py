@@ -242,6 +242,7 @@ def test_the_bench_end_to_end_on_vllms_cpu_build(tiny_model_dir, encodings_dir, 
     assert all(r["jit_compiles"] == [] for r in result["sweep"]["runs"])  # no Triton on the CPU backend
     for level in result["sweep"]["runs"]:  # the median of three repeats, each one's figure kept
         assert len(level["repeats_total_tok_s"]) == 3
+        assert level["repeats_jit_compiles"] == [0, 0, 0]
         assert sorted(level["repeats_total_tok_s"])[1] == round(level["total_token_throughput_tps"], 1)
     assert [(r["concurrency"], r["completed"], r["output_tokens"]) for r in result["sweep"]["runs"]] == [
         (1, 1, 8), (2, 2, 16)]

@@ -221,6 +221,9 @@ def sweep(url: str, name: str, levels: list[int], per_level: int, input_len: int
         ranked = sorted(tries, key=lambda r: r["total_token_throughput_tps"])
         level = dict(ranked[(len(ranked) - 1) // 2])
         level["repeats_total_tok_s"] = [round(r["total_token_throughput_tps"], 1) for r in tries]
+        # Kernels built during each repeat: compare configurations on repeats that built as many (a build stalls
+        # the engine, and the routing kernels are specialised on the batch's size, so new ones keep coming).
+        level["repeats_jit_compiles"] = [len(r["jit_compiles"]) for r in tries]
         runs.append(level)
     return runs
 
