@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ops.catalog import GIB, AcceleratorInfo, ModelInfo
-from ops.vllm_releases import VllmRelease, default_version, release as vllm_release
+from ops.vllm_releases import VllmRelease, cudagraph_capture_sizes, default_version, release as vllm_release
 
 KV_DTYPE_BYTES = 2  # bf16 KV cache (vLLM's default kv_cache_dtype "auto" follows the model dtype)
 GPU_BLOCK_SIZE = 16  # vLLM CacheConfig default on CUDA (FlashAttention / Triton attention kernels)
@@ -62,6 +62,7 @@ class EngineSettings:
     kv_dtype_bytes: int = KV_DTYPE_BYTES
     pipeline_parallel_size: int = 1
     in_flight_reserve: bool = True  # the release reserves window + every batch in flight (0.29), else + one
+    max_cudagraph_capture_size: int | None = None  # None: gpt-oss's default (1024, capped by the token budget)
 
     @property
     def max_concurrent_batches(self) -> int:
@@ -81,7 +82,8 @@ class EngineSettings:
 
 def default_engine_settings(acc: AcceleratorInfo, *, tp: int = 1, pp: int = 1, max_model_len: int | None = None,
                             max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None,
-                            block_size: int | None = None, rel: VllmRelease | None = None) -> EngineSettings:
+                            block_size: int | None = None, rel: VllmRelease | None = None,
+                            max_cudagraph_capture_size: int | None = None) -> EngineSettings:
     """The release's defaults for the OpenAI API server (vllm/engine/arg_utils.py, get_batch_defaults; see
     VllmRelease.batch_defaults); the CPU backend 2048 x world size tokens with 128 x world size sequences.
     From 0.14 an unset token budget is also capped at max_num_seqs x max_model_len; max_num_seqs never exceeds
@@ -100,7 +102,7 @@ def default_engine_settings(acc: AcceleratorInfo, *, tp: int = 1, pp: int = 1, m
     budget = max_num_batched_tokens or mnbt
     return EngineSettings(block_size=block_size or bs, max_num_batched_tokens=budget,
                           max_num_seqs=min(seqs, budget), pipeline_parallel_size=pp,
-                          in_flight_reserve=rel.async_in_flight)
+                          in_flight_reserve=rel.async_in_flight, max_cudagraph_capture_size=max_cudagraph_capture_size)
 
 
 # ------------------------------------------------------------------------------------------ KV cache
@@ -243,12 +245,14 @@ class Overhead:
 def non_kv_overhead(m: ModelInfo, *, tp: int, settings: EngineSettings, rel: VllmRelease | None = None) -> Overhead:
     """The release's calibrated non-KV terms (ops.vllm_releases): the profiling run's activation peak grows
     with the token budget, the dummy sampler's with max_num_seqs x vocab logits, CUDA graphs count only where
-    the release takes their estimate out of the budget (0.24 on), NCCL buffers only with tensor parallelism."""
+    the release takes their estimate out of the budget (0.24 on; it grows with the number of capture sizes),
+    NCCL buffers only with tensor parallelism."""
     rel = rel or default_release()
     rows = min(settings.max_num_seqs, settings.max_num_batched_tokens)
     activation = rel.per_2k_tokens_gib * settings.max_num_batched_tokens / 2048
     sampler = rel.sampler_bytes_per_logit * rows * m.vocab_size / GIB
-    graphs = rel.cuda_graphs(m.key)
+    sizes = cudagraph_capture_sizes(settings.max_cudagraph_capture_size, settings.max_num_batched_tokens)
+    graphs = rel.cuda_graphs(m.key, len(sizes))
     return Overhead(activation, sampler, graphs, rel.base_gib, rel.nccl_gib if tp > 1 else 0.0)
 
 
@@ -297,14 +301,16 @@ class Fit:
 
 def check_fit(m: ModelInfo, acc: AcceleratorInfo, *, tp: int, pp: int = 1, max_model_len: int,
               util: float | None = None, rel: VllmRelease | None = None,
-              max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None) -> Fit:
+              max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None,
+              max_cudagraph_capture_size: int | None = None) -> Fit:
     """Refuse what vLLM would refuse at start-up: weights plus overhead above the budget, or a KV cache that
     cannot hold one request of max_model_len."""
     gpus = tp * pp
     rel = rel or default_release()
     util = util if util is not None else rel.default_gpu_memory_utilization
     settings = default_engine_settings(acc, tp=tp, pp=pp, max_model_len=max_model_len, rel=rel,
-                                       max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs)
+                                       max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs,
+                                       max_cudagraph_capture_size=max_cudagraph_capture_size)
     b = memory_budget(m, acc, tp=tp, pp=pp, util=util, settings=settings, rel=rel)
     if b.available_kv_gib <= 0:
         per_gpu_room = b.requested_gib - b.overhead_gib

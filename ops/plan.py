@@ -28,6 +28,7 @@ class PlanInput:
     gpu_memory_utilization: float | None = None
     max_num_batched_tokens: int | None = None
     max_num_seqs: int | None = None
+    max_cudagraph_capture_size: int | None = None  # None: gpt-oss's default (1024)
     block_size: int | None = None
     kv_cache_dtype: str = "auto"  # "auto" (bf16, the model's dtype) or "fp8"
     overhead_gib: float | None = None  # override the modelled non-KV overhead per GPU
@@ -68,7 +69,8 @@ def plan(p: PlanInput) -> dict[str, Any]:
     util = p.gpu_memory_utilization if p.gpu_memory_utilization is not None else rel.default_gpu_memory_utilization
     settings = capacity.default_engine_settings(acc, tp=tp, pp=pp, max_model_len=p.max_model_len,
                                                 max_num_batched_tokens=p.max_num_batched_tokens,
-                                                max_num_seqs=p.max_num_seqs, block_size=p.block_size, rel=rel)
+                                                max_num_seqs=p.max_num_seqs, block_size=p.block_size, rel=rel,
+                                                max_cudagraph_capture_size=p.max_cudagraph_capture_size)
     if p.kv_cache_dtype not in ("auto", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2"):
         raise PlanError("kv_cache_dtype", f"{p.kv_cache_dtype!r} is not a KV-cache dtype vLLM offers here.",
                         "use auto (bf16) or fp8.")
@@ -100,6 +102,8 @@ def plan(p: PlanInput) -> dict[str, Any]:
         "kv_cache_dtype": p.kv_cache_dtype,
         "max_num_batched_tokens": settings.max_num_batched_tokens,
         "max_num_seqs": settings.max_num_seqs,
+        "cudagraph_capture_sizes": len(vllm_releases.cudagraph_capture_sizes(settings.max_cudagraph_capture_size,
+                                                                              settings.max_num_batched_tokens)),
         "gpu_memory_gib": budget.total_gib,
         "requested_memory_gib": round(budget.requested_gib, 3),
         "weights_gib_per_gpu": round(budget.weights_gib, 3),

@@ -321,7 +321,8 @@ class DeploymentSpec(_Strict):
             fit = capacity.check_fit(m, acc, tp=tp, pp=pp, max_model_len=self.max_model_len,
                                      util=self.gpu_memory_utilization,
                                      max_num_batched_tokens=self.engine_args.get("max_num_batched_tokens"),
-                                     max_num_seqs=self.engine_args.get("max_num_seqs"))
+                                     max_num_seqs=self.engine_args.get("max_num_seqs"),
+                                     max_cudagraph_capture_size=self.engine_args.get("max_cudagraph_capture_size"))
             if not fit.fits:
                 raise _Fail(fit.reason, fit.fix, field="accelerator")
 

@@ -48,9 +48,16 @@ class VllmRelease:
     # (it grows with the layers captured piecewise)
     cuda_graph_gib_by_model: dict[str, float] = field(default_factory=dict)
 
-    def cuda_graphs(self, model_key: str) -> float:
-        """The CUDA-graph estimate this release takes out of the KV budget for a model (0 where it takes none)."""
-        return self.cuda_graph_gib_by_model.get(model_key, self.cuda_graph_gib) if self.cuda_graphs_in_budget else 0.0
+    def cuda_graphs(self, model_key: str, capture_sizes: int | None = None) -> float:
+        """The CUDA-graph estimate this release takes out of the KV budget for a model (0 where it takes none),
+        for `capture_sizes` graph sizes (default: gpt-oss's default sizes, where the estimate was logged).
+        vLLM's estimate is one first capture plus one per further size (v1/worker/gpu_model_runner.py,
+        profile_cudagraph_memory), so it scales as FIRST_CAPTURE_IN_GRAPHS + sizes - 1."""
+        if not self.cuda_graphs_in_budget:
+            return 0.0
+        logged = self.cuda_graph_gib_by_model.get(model_key, self.cuda_graph_gib)
+        n = DEFAULT_CAPTURE_SIZES if capture_sizes is None else capture_sizes
+        return logged * (FIRST_CAPTURE_IN_GRAPHS + n - 1) / (FIRST_CAPTURE_IN_GRAPHS + DEFAULT_CAPTURE_SIZES - 1)
 
     @property
     def minor(self) -> str:
@@ -64,6 +71,28 @@ class VllmRelease:
             return 8192, 1024
         return 2048, 256
 
+
+# The CUDA-graph sizes vLLM captures (config/vllm.py, VllmConfig._set_cudagraph_sizes; 0.24 and 0.29 alike):
+# 1, 2, 4, every 8 below 256 and every 16 from 256 up to the largest, which the token budget caps (and which is
+# then captured too). gpt-oss's model config (model_executor/models/config.py) raises the default largest from
+# 512 to 1024 where neither max_cudagraph_capture_size nor cudagraph_capture_sizes is set: 83 sizes, as vLLM
+# logs them ("Profiling CUDA graph memory: PIECEWISE=83 (largest=1024), FULL=83").
+GPT_OSS_DEFAULT_CAPTURE_MAX = 1024
+
+
+def cudagraph_capture_sizes(largest: int | None, max_num_batched_tokens: int) -> list[int]:
+    """The sizes vLLM captures with max_cudagraph_capture_size=`largest` (None: gpt-oss's default)."""
+    top = min(GPT_OSS_DEFAULT_CAPTURE_MAX if largest is None else largest, max_num_batched_tokens)
+    sizes = [i for i in (1, 2, 4) if i <= top] + list(range(8, min(top + 1, 256), 8)) + list(range(256, top + 1, 16))
+    if max_num_batched_tokens <= top:
+        sizes.append(max_num_batched_tokens)
+    return sorted(set(sizes))
+
+
+DEFAULT_CAPTURE_SIZES = len(cudagraph_capture_sizes(None, 8192))  # 83
+# The estimate's first capture (the graph pool's shared memory) in units of one further size's: 20b's logs on an
+# H100 with vLLM 0.24, 0.58 GiB at 83 sizes and 0.29 GiB at 35 (max_cudagraph_capture_size=256), give 14.
+FIRST_CAPTURE_IN_GRAPHS = 14.0
 
 _SRC = "read in the release's wheel: config/cache.py, engine/arg_utils.py, v1/worker/gpu_worker.py, " \
        "v1/kv_cache_interface.py, v1/core/kv_cache_utils.py, config/vllm.py"

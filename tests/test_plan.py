@@ -79,6 +79,19 @@ def test_the_release_decides_whether_120b_at_full_context_fits_one_h100():
     assert plan(PlanInput(**args, vllm_version="0.24.0"))["fits"]
 
 
+def test_fewer_cuda_graph_sizes_leave_more_kv_cache_from_the_flag_and_the_preset():
+    """vLLM 0.24 takes its CUDA-graph estimate out of the KV budget; capturing up to 256 (35 sizes, not 83) halves
+    it for 20b (0.58 -> 0.29 GiB logged on an H100). The flag and a preset's engine_args both reach the plan."""
+    args = dict(model="20b", accelerator="H100", max_model_len=32768, vllm_version="0.24.0")
+    default, small = plan(PlanInput(**args)), plan(PlanInput(**args, max_cudagraph_capture_size=256))
+    assert (default["cudagraph_capture_sizes"], small["cudagraph_capture_sizes"]) == (83, 35)
+    assert small["available_kv_cache_gib"] - default["available_kv_cache_gib"] == pytest.approx(0.29, abs=0.005)
+    out = CliRunner().invoke(app, ["plan", "--model", "20b", "--accelerator", "H100", "--vllm-version", "0.24.0",
+                                   "--max-cudagraph-capture-size", "256", "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["available_kv_cache_gib"] == small["available_kv_cache_gib"]
+
+
 def test_a_plan_at_the_edge_of_the_kv_cache_warns():
     too_long = plan(PlanInput(model="120b", accelerator="H100", max_model_len=131072, vllm_version="0.11.0",
                               gpu_memory_utilization=0.95))

@@ -26,6 +26,7 @@ def register(app: typer.Typer) -> None:
         gpu_memory_utilization: Annotated[Optional[float], typer.Option("--gpu-memory-utilization", help="vLLM's fraction of GPU memory (default: the release's, 0.92 from vLLM 0.24, 0.9 before).", rich_help_panel=_P)] = None,
         max_num_batched_tokens: Annotated[Optional[int], typer.Option("--max-num-batched-tokens", help="vLLM's token budget per step (default: vLLM's for the GPU).", rich_help_panel=_P)] = None,
         max_num_seqs: Annotated[Optional[int], typer.Option("--max-num-seqs", help="vLLM's running-request cap (default: vLLM's).", rich_help_panel=_P)] = None,
+        max_cudagraph_capture_size: Annotated[Optional[int], typer.Option("--max-cudagraph-capture-size", help="Largest batch vLLM captures a CUDA graph for (default: 1024 for gpt-oss); fewer graphs leave more KV cache.", rich_help_panel=_P)] = None,
         kv_cache_dtype: Annotated[str, typer.Option("--kv-cache-dtype", help="auto (bf16) or fp8, as vLLM's --kv-cache-dtype.", rich_help_panel=_P)] = "auto",
         overhead_gib: Annotated[Optional[float], typer.Option("--overhead-gib", help="Override the modelled non-KV memory per GPU (activation peak, CUDA graphs, NCCL, non-torch).", rich_help_panel=_P)] = None,
         kv_cache_memory_gib: Annotated[Optional[float], typer.Option("--kv-cache-memory-gib", help="KV-cache memory per GPU, as vLLM's --kv-cache-memory-bytes (CPU: VLLM_CPU_KVCACHE_SPACE, default 1).", rich_help_panel=_P)] = None,
@@ -52,7 +53,9 @@ def register(app: typer.Typer) -> None:
                 pipeline_parallel_size=fields["pipeline_parallel_size"], gpus_per_replica=num_gpus,
                 max_model_len=fields["max_model_len"], gpu_memory_utilization=fields["gpu_memory_utilization"],
                 max_num_batched_tokens=max_num_batched_tokens or fields["max_num_batched_tokens"],
-                max_num_seqs=max_num_seqs or fields["max_num_seqs"], kv_cache_dtype=kv_cache_dtype, overhead_gib=overhead_gib,
+                max_num_seqs=max_num_seqs or fields["max_num_seqs"],
+                max_cudagraph_capture_size=max_cudagraph_capture_size or fields["max_cudagraph_capture_size"],
+                kv_cache_dtype=kv_cache_dtype, overhead_gib=overhead_gib,
                 kv_cache_memory_gib=kv_cache_memory_gib, concurrency=concurrency,
                 budget_usd_per_hour=budget_usd_per_hour, output_tokens_per_s=output_tokens_per_s,
                 vllm_version=vllm_version))
@@ -101,6 +104,7 @@ def _spec_fields(preset: str | None, file: Path | None, model: str | None, accel
         # the spec's engine arguments that size the KV cache (flags win over them)
         "max_num_batched_tokens": (base.get("engine_args") or {}).get("max_num_batched_tokens"),
         "max_num_seqs": (base.get("engine_args") or {}).get("max_num_seqs"),
+        "max_cudagraph_capture_size": (base.get("engine_args") or {}).get("max_cudagraph_capture_size"),
     }
     return fields
 
