@@ -177,6 +177,20 @@ def test_every_committed_gpu_result_is_a_calibration_fixture(path):
         assert f.get(key) == result["log"].get(key), key
 
 
+@pytest.mark.parametrize("path", [p for p in sorted((ROOT / "bench" / "results" / "gpu").rglob("gpu_*.json"))
+                                  if "server_config" in json.loads(p.read_text())],
+                         ids=lambda p: str(p.relative_to(ROOT / "bench" / "results" / "gpu")))
+def test_the_planner_counts_the_cuda_graphs_each_gpu_run_captured(path):
+    """The capture sizes the planner scales vLLM's CUDA-graph estimate by are those the real server ran with
+    (its engine config, /server_info): 83 with gpt-oss's default, 35 at max_cudagraph_capture_size=256."""
+    from ops.vllm_releases import cudagraph_capture_sizes
+
+    result = json.loads(path.read_text())
+    ran = result["server_config"]["compilation_config"]["cudagraph_capture_sizes"]
+    budget = result["server_config"]["scheduler_config"]["max_num_batched_tokens"]
+    assert cudagraph_capture_sizes(result["engine_kwargs"].get("max_cudagraph_capture_size"), budget) == ran
+
+
 def test_a_configuration_the_spec_refuses_is_recorded_not_started(tmp_path, capsys):
     """120b at 131,072 tokens on one H100 does not fit (vLLM 0.24 had 4.41 GiB for the KV cache at 32,768 and
     one 131,072-token request needs 4.79): the bench writes the spec's refusal and starts nothing."""
