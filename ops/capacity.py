@@ -65,6 +65,11 @@ class EngineSettings:
     max_cudagraph_capture_size: int | None = None  # None: gpt-oss's default (1024, capped by the token budget)
 
     @property
+    def cudagraph_capture_sizes(self) -> int:
+        """How many batch sizes vLLM captures a CUDA graph for (its estimate of their memory grows with them)."""
+        return len(cudagraph_capture_sizes(self.max_cudagraph_capture_size, self.max_num_batched_tokens))
+
+    @property
     def max_concurrent_batches(self) -> int:
         """vllm/config/vllm.py: async scheduling keeps 2 batches in flight; pipeline parallelism one per stage.
         Releases before 0.29 reserve one token budget beyond the window whatever the scheduling."""
@@ -251,8 +256,7 @@ def non_kv_overhead(m: ModelInfo, *, tp: int, settings: EngineSettings, rel: Vll
     rows = min(settings.max_num_seqs, settings.max_num_batched_tokens)
     activation = rel.per_2k_tokens_gib * settings.max_num_batched_tokens / 2048
     sampler = rel.sampler_bytes_per_logit * rows * m.vocab_size / GIB
-    sizes = cudagraph_capture_sizes(settings.max_cudagraph_capture_size, settings.max_num_batched_tokens)
-    graphs = rel.cuda_graphs(m.key, len(sizes))
+    graphs = rel.cuda_graphs(m.key, settings.cudagraph_capture_sizes)
     return Overhead(activation, sampler, graphs, rel.base_gib, rel.nccl_gib if tp > 1 else 0.0)
 
 
