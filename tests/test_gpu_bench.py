@@ -196,7 +196,7 @@ def test_a_configuration_the_spec_refuses_is_recorded_not_started(tmp_path, caps
     one 131,072-token request needs 4.79): the bench writes the spec's refusal and starts nothing."""
     run = _bench()
     args = run.argparse.Namespace(label=None, tp=1, accelerator="H100", engine="preset", engine_arg=[],
-                                  out=str(tmp_path))
+                                  server="vllm", work=str(tmp_path / "work"), out=str(tmp_path))
     result = run.run_one(args, "gpt-oss-120b", 131072)
     assert "cannot hold one 131,072-token request" in result["refused_by_spec"]
     saved = json.loads((tmp_path / "gpu_gpt-oss-120b_H100_tp1_128k_preset_default.json").read_text())
@@ -266,3 +266,39 @@ def test_the_bench_end_to_end_on_vllms_cpu_build(tiny_model_dir, encodings_dir, 
     path.write_text(tool.fixture_text(result, Path("x.json")))
     f = cal.parse(path)
     assert f["max_concurrency"] == result["log"]["max_concurrency"] and f["head"]["accelerator"] == "CPU"
+
+
+def test_the_serve_app_end_to_end_on_vllms_cpu_build(tiny_model_dir, encodings_dir, ray_temp_dir, tmp_path):
+    """bench/gpu/run.py --server serve, the peer of the bare run: our Serve application deployed by the local
+    target (Ray with token auth, the rendered Serve config through the dashboard) on the same checkpoint with the
+    same engine arguments, swept through the authenticated endpoint, vLLM's start-up lines read back from Ray's
+    worker logs, and everything torn down after."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gpu" / "run.py"), "--model", "tiny", "--accelerator", "CPU",
+         "--server", "serve", "--checkpoint", str(tiny_model_dir), "--encodings", str(encodings_dir),
+         "--max-model-len", "2048", "--concurrency", "1,2", "--requests-per-level", "1", "--input-len", "16",
+         "--output-len", "8", "--work", str(tmp_path / "work"), "--out", str(out)],
+        capture_output=True, text=True, timeout=900, env={**os.environ, "GPT_OSS_RAY_TEMP_DIR": str(ray_temp_dir)})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads((out / "gpu_tiny_CPU_tp1_2k_preset_default_serve.json").read_text())
+    assert result["server"] == "serve" and result["startup_s"] > 0 and "error" not in result
+    app = yaml.safe_load(result["serve_config_text"])["applications"][0]
+    assert app["import_path"] == "app.serve_gpt_oss:build_app"
+    llm = app["args"]["llm_configs"][0]
+    # what the bare run passes as flags, plus random weights and the compile log
+    assert llm["engine_kwargs"] == {**result["engine_kwargs"], "load_format": "dummy", "jit_monitor_verbose": True}
+    assert llm["model_loading_config"]["model_source"] == str(tiny_model_dir)
+    assert app["args"]["auth"]["enabled"] and app["args"]["auth"]["api_key_file"]
+    assert [(r["concurrency"], r["completed"], r["output_tokens"]) for r in result["sweep"]["runs"]] == [
+        (1, 1, 8), (2, 2, 16)]
+    assert result["log"]["available_kv_cache_gib"] == 1 and result["log"]["max_concurrency_len"] == 2048
+    assert "ray head" in result["teardown"]["stopped"]
+    left = subprocess.run(["pgrep", "-f", str(ray_temp_dir)], capture_output=True, text=True).stdout.split()
+    assert left == [], f"processes of this bench's Ray still run: {left}"

@@ -31,11 +31,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(1, str(Path(__file__).resolve().parent))
 
+import serve_app  # noqa: E402
 from app.llm_config import engine_cli_args, llm_config_kwargs  # noqa: E402
-from ops import catalog, engine_orphans, model_config, vllm_log, vllm_releases  # noqa: E402
+from ops import catalog, engine_orphans, model_config, ray_local, vllm_log, vllm_releases  # noqa: E402
 from ops.bench import vllm_server  # noqa: E402
 from ops.spec import SpecError, resolve  # noqa: E402
 
@@ -72,11 +75,15 @@ def parse_overrides(pairs: list[str]) -> dict[str, object]:
     return out
 
 
-def observation_flags(vllm_version: str | None) -> list[str]:
-    """Flags that change what vLLM logs, not what it serves: every Triton compile after start-up, with its key
-    (where the release has the JIT monitor), so each level's JSON says whether it paid for one."""
+def observation_args(vllm_version: str | None) -> dict[str, object]:
+    """Engine arguments that change what vLLM logs, not what it serves: every Triton compile after start-up, with
+    its key (where the release has the JIT monitor), so each level's JSON says whether it paid for one."""
     accepted = vllm_releases.engine_args(vllm_version) if vllm_version else None
-    return ["--jit-monitor-verbose"] if accepted and "jit_monitor_verbose" in accepted else []
+    return {"jit_monitor_verbose": True} if accepted and "jit_monitor_verbose" in accepted else {}
+
+
+def observation_flags(vllm_version: str | None) -> list[str]:
+    return engine_cli_args(observation_args(vllm_version))
 
 
 def versions() -> dict[str, str | None]:
@@ -184,20 +191,25 @@ def server_info(url: str) -> dict:
 
 
 class LogMark:
-    """Where the server's log stands now; `since()` is what vLLM logged after, e.g. the Triton kernels it compiled
-    while a level was measured (a level that holds one paid for the compile in its latencies)."""
+    """Where the server's logs stand now; `since()` is what vLLM logged after, e.g. the Triton kernels it compiled
+    while a level was measured (a level that holds one paid for the compile in its latencies). `logs` is the
+    bare server's one log file, or a function listing the files (under Ray, one per worker; new ones appear)."""
 
-    def __init__(self, path: Path):
-        self.path, self.offset = path, path.stat().st_size if path.exists() else 0
+    def __init__(self, logs: Path | Callable[[], list[Path]]):
+        self.files = logs if callable(logs) else (lambda: [logs])
+        self.offsets = {p: p.stat().st_size for p in self.files() if p.exists()}
 
     def since(self) -> str:
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            return f.read().decode(errors="replace")
+        parts = []
+        for p in self.files():
+            with open(p, "rb") as f:
+                f.seek(self.offsets.get(p, 0))
+                parts.append(f.read().decode(errors="replace"))
+        return "".join(parts)
 
 
 def sweep(url: str, name: str, levels: list[int], per_level: int, input_len: int, output_len: int,
-          seed: int, log_path: Path, repeats: int = 1) -> list[dict]:
+          seed: int, logs: Path | Callable[[], list[Path]], repeats: int = 1, api_key: str | None = None) -> list[dict]:
     """Each level `repeats` times, a new prompt seed each time; a level's record is its median repeat by total
     throughput (the lower middle one for an even count; one stall of a few seconds moved a level of 2 x concurrency
     requests by up to a fifth on an H100), with every repeat's figure."""
@@ -209,8 +221,8 @@ def sweep(url: str, name: str, levels: list[int], per_level: int, input_len: int
         for k in range(repeats):
             cfg = BenchConfig(endpoint=url, model=name, concurrency=c, requests=per_level * c, input_len=input_len,
                               output_len=output_len, deadline_s=900, request_timeout_s=600,
-                              seed=seed + 1_000_000 * (n + 1) + 1_000 * k, warmup=1)
-            mark = LogMark(log_path)
+                              seed=seed + 1_000_000 * (n + 1) + 1_000 * k, warmup=1, api_key=api_key)
+            mark = LogMark(logs)
             r = run_sync(cfg)
             r["jit_compiles"] = vllm_log.jit_compiles(mark.since())
             tries.append(r)
@@ -236,7 +248,8 @@ def write_result(out_dir: str, tag: str, result: dict) -> Path:
     return path
 
 
-def warm_up(url: str, name: str, concurrency: int, input_len: int, seed: int, log_path: Path) -> dict:
+def warm_up(url: str, name: str, concurrency: int, input_len: int, seed: int,
+            logs: Path | Callable[[], list[Path]], api_key: str | None = None) -> dict:
     """One untimed burst at the sweep's highest concurrency with short answers, before any level is measured.
 
     Triton compiles the MoE kernels for each new batch-size bucket the first time it meets one; measured on an
@@ -247,8 +260,8 @@ def warm_up(url: str, name: str, concurrency: int, input_len: int, seed: int, lo
     from ops.bench.client import BenchConfig, run_sync
 
     cfg = BenchConfig(endpoint=url, model=name, concurrency=concurrency, requests=concurrency, input_len=input_len,
-                      output_len=32, deadline_s=900, request_timeout_s=600, seed=seed, warmup=1)
-    mark = LogMark(log_path)
+                      output_len=32, deadline_s=900, request_timeout_s=600, seed=seed, warmup=1, api_key=api_key)
+    mark = LogMark(logs)
     r = run_sync(cfg)
     jit = vllm_log.jit_compiles(mark.since())
     print(f"  warm-up burst: {r['completed']}/{r['requests']} ok in {r['duration_s']:.1f} s, {len(jit)} Triton "
@@ -257,73 +270,119 @@ def warm_up(url: str, name: str, concurrency: int, input_len: int, seed: int, lo
             "input_len": input_len, "output_len": 32, "duration_s": round(r["duration_s"], 2), "jit_compiles": jit}
 
 
-def run_one(args, model: str, max_model_len: int) -> dict:
-    m = catalog.model(model)
-    label = args.label or "default"
-    tag = f"{m.key}_{args.accelerator}_tp{args.tp}_{max_model_len // 1024}k_{args.engine}_{label}"
-    try:
-        kw = engine_kwargs(model, args.accelerator, args.tp, max_model_len, args.engine,
-                           parse_overrides(args.engine_arg))
-    except SpecError as e:  # the spec refuses this configuration before anything starts, as `ops deploy` would
-        result = {"label": label, "model": m.key, "accelerator": args.accelerator, "tensor_parallel_size": args.tp,
-                  "max_model_len": max_model_len, "engine": args.engine, "refused_by_spec": str(e),
-                  "error": str(e), "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                  "versions": versions(), "gpus": gpu_info()}
-        print(f"{tag}: refused by the spec (nothing started)\n{e}\n  -> {write_result(args.out, tag, result)}",
-              flush=True)
-        return result
-    work = Path(args.work) / tag
-    ckpt = (Path(args.checkpoint) if args.checkpoint
-            else model_config.write_dummy_checkpoint(m, work / "model", args.tokenizer))
-    flags = ["--load-format", "dummy", *engine_cli_args(kw), *observation_flags(versions()["vllm"])]
-    work.mkdir(parents=True, exist_ok=True)
-    cleared = clear_caches() if args.cold else []
+def measure(result: dict, args, url: str, name: str, logs, api_key: str | None = None) -> None:
+    """The warm-up burst and the sweep against a ready server, into `result`."""
+    if not args.concurrency:
+        return
+    levels = [int(x) for x in args.concurrency.split(",")]
+    seed = int(time.time())
+    if not args.no_warmup_burst:
+        result["warmup_burst"] = warm_up(url, name, max(levels), args.input_len, seed - 1, logs, api_key)
+    result["sweep"] = {"input_len": args.input_len, "output_len": args.output_len,
+                       "requests_per_level": f"{args.requests_per_level} x concurrency", "repeats": args.repeats,
+                       "runs": sweep(url, name, levels, args.requests_per_level, args.input_len, args.output_len,
+                                     seed=seed, logs=logs, repeats=args.repeats, api_key=api_key)}
+
+
+def run_bare(args, result: dict, ckpt: Path, name: str, flags: list[str], work: Path) -> Path:
+    """vLLM's own OpenAI server with the flags; returns its log."""
     log_path = work / "vllm.log"
     env = {"VLLM_SERVER_DEV_MODE": "1", "VLLM_NO_USAGE_STATS": "1", "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1"}
-    result: dict = {
-        "label": label, "model": m.key, "accelerator": args.accelerator, "tensor_parallel_size": args.tp,
-        "max_model_len": max_model_len, "engine": args.engine, "engine_kwargs": kw,
-        "command": [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(ckpt),
-                    "--served-model-name", m.key, "--max-model-len", str(max_model_len), *flags],
-        "env": env, "cold_start": args.cold, "caches_cleared": cleared,
-        "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "versions": versions(), "gpus": gpu_info(), "torch_memory": torch_memory(),
-        "host_cpus": os.cpu_count(),
-    }
+    result["command"] = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(ckpt),
+                         "--served-model-name", name, "--max-model-len", str(result["max_model_len"]), *flags]
+    result["env"] = env
     # max_model_len travels in the flags (from the engine arguments); start()'s own --max-model-len is the same.
     started = time.monotonic()
-    server = vllm_server.start(ckpt, encodings_dir=args.encodings, log_path=log_path, served_name=m.key,
-                               max_model_len=max_model_len,
+    server = vllm_server.start(ckpt, encodings_dir=args.encodings, log_path=log_path, served_name=name,
+                               max_model_len=result["max_model_len"],
                                kv_cache_gib=1 if args.accelerator == "CPU" else None, extra_env=env, extra_args=flags)
     tree: dict[int, engine_orphans.Proc] = {}
     try:
         vllm_server.wait_ready(server, args.ready_timeout)
         result["startup_s"] = round(time.monotonic() - started, 1)
-        print(f"{tag}: ready in {result['startup_s']} s", flush=True)
+        print(f"{result['tag']}: ready in {result['startup_s']} s", flush=True)
         tree = server_tree(server.proc.pid)
         result["server_config"] = server_info(server.url)
         result["gpus_loaded"] = gpu_info()
-        if args.concurrency:
-            levels = [int(x) for x in args.concurrency.split(",")]
-            seed = int(time.time())
-            if not args.no_warmup_burst:
-                result["warmup_burst"] = warm_up(server.url, m.key, max(levels), args.input_len, seed - 1,
-                                                 log_path)
-            result["sweep"] = {"input_len": args.input_len, "output_len": args.output_len,
-                               "requests_per_level": f"{args.requests_per_level} x concurrency",
-                               "repeats": args.repeats,
-                               "runs": sweep(server.url, m.key, levels, args.requests_per_level, args.input_len,
-                                             args.output_len, seed=seed, log_path=log_path, repeats=args.repeats)}
+        measure(result, args, server.url, name, log_path)
     except vllm_server.ServerExited as e:
         result["error"] = str(e)[-3000:]
-        print(f"{tag}: FAILED\n{result['error']}", flush=True)
+        print(f"{result['tag']}: FAILED\n{result['error']}", flush=True)
     finally:
         if server.proc.poll() is None:
             tree |= server_tree(server.proc.pid)
         vllm_server.stop(server.proc)
         result["reaped_pids"] = reap_leftovers(tree)
         result["gpu_memory_after_mib"] = wait_gpu_released()
+    return log_path
+
+
+def run_serve(args, result: dict, spec, work: Path) -> Path:
+    """Our Serve application through `ops deploy --target local`; returns the replicas' logs, joined."""
+    os.environ.setdefault(ray_local.ENV, "/tmp/gpu-bench-ray")  # short: Ray's socket paths live under it
+    result["command"] = ["ops deploy --target local", f"model_source={spec.model_source}",
+                         f"engine_args={json.dumps(spec.engine_args, sort_keys=True)}"]
+    app = None
+    try:
+        app = serve_app.start(spec, work / "ops-home", args.encodings, args.ready_timeout)
+        result["startup_s"] = app.deploy["seconds"]
+        result["deploy"] = app.deploy
+        result["serve_config_text"] = Path(app.deploy["serve_config"]).read_text()
+        print(f"{result['tag']}: RUNNING in {result['startup_s']} s", flush=True)
+        result["gpus_loaded"] = gpu_info()
+        measure(result, args, app.url, spec.model_id, serve_app.ServeApp.log_files, app.api_key)
+    except Exception as e:  # recorded with the logs; the deployment is torn down all the same
+        fix = getattr(e, "fix", None)
+        result["error"] = (f"{type(e).__name__}: {e}" + (f"\nfix: {fix}" if fix else ""))[-3000:]
+        print(f"{result['tag']}: FAILED\n{result['error']}", flush=True)
+    finally:
+        result["teardown"] = serve_app.stop(app.spec if app else spec)
+        result["gpu_memory_after_mib"] = wait_gpu_released()
+    joined = work / "serve.log"
+    with open(joined, "w") as out:
+        for f in serve_app.ServeApp.log_files():
+            out.write(f"==> {f} <==\n{f.read_text(errors='replace')}\n")
+    return joined
+
+
+def run_one(args, model: str, max_model_len: int) -> dict:
+    m = catalog.model(model)
+    label = args.label or "default"
+    serve = args.server == "serve"
+    tag = f"{m.key}_{args.accelerator}_tp{args.tp}_{max_model_len // 1024}k_{args.engine}_{label}" + (
+        "_serve" if serve else "")
+    base = {"label": label, "model": m.key, "accelerator": args.accelerator, "tensor_parallel_size": args.tp,
+            "max_model_len": max_model_len, "engine": args.engine, "server": args.server}
+    overrides = parse_overrides(args.engine_arg)
+    observe = observation_args(versions()["vllm"])
+    work = Path(args.work) / tag
+    try:
+        kw = engine_kwargs(model, args.accelerator, args.tp, max_model_len, args.engine, overrides)
+        ckpt = (Path(args.checkpoint) if args.checkpoint
+                else model_config.write_dummy_checkpoint(m, work / "model", args.tokenizer))
+        spec = None
+        if serve:  # the same engine arguments, carried by the Serve config instead of flags
+            extra = {**serve_app.RANDOM_WEIGHTS, **observe}
+            spec = serve_app.spec_for(model, args.accelerator, args.tp, max_model_len, ckpt, {**overrides, **extra})
+            serve_app.check_same_engine(spec, kw, extra)
+    except SpecError as e:  # the spec refuses this configuration before anything starts, as `ops deploy` would
+        result = {**base, "refused_by_spec": str(e), "error": str(e),
+                  "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                  "versions": versions(), "gpus": gpu_info()}
+        print(f"{tag}: refused by the spec (nothing started)\n{e}\n  -> {write_result(args.out, tag, result)}",
+              flush=True)
+        return result
+    flags = ["--load-format", "dummy", *engine_cli_args(kw), *engine_cli_args(observe)]
+    work.mkdir(parents=True, exist_ok=True)
+    cleared = clear_caches() if args.cold else []
+    result: dict = {
+        **base, "tag": tag, "engine_kwargs": kw, "cold_start": args.cold, "caches_cleared": cleared,
+        "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": versions(), "gpus": gpu_info(), "torch_memory": torch_memory(),
+        "host_cpus": os.cpu_count(),
+    }
+    log_path = run_serve(args, result, spec, work) if serve else run_bare(args, result, ckpt, m.key, flags, work)
     text = log_path.read_text(errors="replace")
     result["log"] = vllm_log.parse(text)
     result["log_lines"] = vllm_log.key_lines(text)
@@ -341,6 +400,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-model-len", type=int, action="append", help="context length(s); default 32768")
     p.add_argument("--engine", choices=("preset", "defaults"), default="preset",
                    help="preset: the engine arguments our spec renders; defaults: vLLM's own defaults")
+    p.add_argument("--server", choices=("vllm", "serve"), default="vllm",
+                   help="vllm: vLLM's own OpenAI server with the engine arguments as flags; serve: our Ray Serve LLM "
+                        "application (auth, /v1/responses) deployed by `ops deploy --target local` with the same "
+                        "engine arguments (needs Ray with Serve and the `ray` command)")
     p.add_argument("--engine-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="add or replace one engine argument (JSON values), e.g. max_num_batched_tokens=16384")
     p.add_argument("--label", help="name of this variant in file names and tables (default: 'default')")
@@ -366,6 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not args.encodings:
         p.error("--encodings (or TIKTOKEN_ENCODINGS_BASE) must name the directory holding o200k_base.tiktoken")
+    if args.server == "serve" and args.engine != "preset":
+        p.error("--server serve deploys the spec, so its engine arguments are the preset's: drop --engine defaults")
     if args.repeats < 1:
         p.error(f"--repeats {args.repeats}: each level runs at least once; use 1 (the default) or more")
     if not (args.tokenizer or args.checkpoint):
