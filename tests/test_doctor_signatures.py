@@ -40,6 +40,7 @@ EXPECTED = {
     "endpoint_503.txt": ("serve-backpressure", "backpressure"),
     "serve_backpressure.txt": ("serve-backpressure", "backpressure"),
     "serve_deploy_failed.txt": ("serve-deploy-failed", "serve-app"),
+    "serve_replica_health_check.txt": ("serve-replica-health-check", "replica-health"),
     # The failures users report serving gpt-oss (vLLM's and Ray's trackers).
     "ray_vllm_speech_to_text.txt": ("ray-vllm-import", "ray-vllm"),
     "ray_vllm_translations.txt": ("ray-vllm-import", "ray-vllm"),
@@ -217,6 +218,7 @@ def test_source_quoted_texts_still_exist_in_the_installed_libraries():
     ray_serve = Path(importlib.util.find_spec("ray").origin).parent / "serve" / "_private"
     assert "The deployment failed to start " in (ray_serve / "deployment_state.py").read_text()
     assert "failed with exception:" in (ray_serve / "application_state.py").read_text()
+    assert "Didn't receive health check response for replica " in (ray_serve / "deployment_state.py").read_text()
 
 
 def test_attention_backend_advice_matches_the_installed_vllm():

@@ -21,7 +21,8 @@ def table(results: list[dict]) -> str:
         tput = {run["concurrency"]: f"{run['total_token_throughput_tps']:,.0f}{'*' if run.get('jit_compiles') else ''}"
                 for run in r.get("sweep", {}).get("runs", [])}
         cells = [r["model"], gpu, r["tensor_parallel_size"], f"{r['max_model_len']:,}",
-                 f"{r['engine']}/{r['label']}", r["versions"].get("vllm"), r.get("startup_s", "failed"),
+                 f"{r['engine']}/{r['label']}" + (" (Serve app)" if r.get("server") == "serve" else ""),
+                 r["versions"].get("vllm"), r.get("startup_s", "failed"),
                  log.get("model_loading_gib", ""), log.get("available_kv_cache_gib", ""),
                  f"{log['kv_cache_tokens']:,}" if "kv_cache_tokens" in log else "",
                  f"{log['max_concurrency']:.2f}x" if "max_concurrency" in log else "",

@@ -38,6 +38,7 @@ CHECKS: dict[str, Check] = {c.id: c for c in [
     _c("model-id", "clients ask for the served model id", "endpoint-404-model-not-found.md"),
     _c("backpressure", "endpoint not shedding load", "endpoint-503-backpressure.md"),
     _c("serve-app", "Serve application healthy", "serve-deploy-failed.md"),
+    _c("replica-health", "LLM replicas answer Serve's health checks under load", "serve-replica-health-check.md"),
     _c("ray-ports", "Ray ports not reachable from outside", "ray-ports-exposed.md"),
     _c("ray-auth", "Ray refuses requests without its token", "ray-ports-exposed.md"),
     _c("ray-vllm", "the installed vLLM is the one Ray's llm extra pins", "ray-vllm-version-mismatch.md"),

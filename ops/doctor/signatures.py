@@ -112,6 +112,13 @@ SIGNATURES: list[Signature] = [
        r"(Request dropped due to backpressure|BackPressureError|Error code: 503)",
        "every replica's queue is full (max_queued_requests reached) or no replica is ready",
        "retry with backoff; raise replicas.max (autoscaling) or target_ongoing_requests; check `ops status`"),
+    _s("serve-replica-health-check", "replica-health",
+       r"Didn't receive health check response for replica",
+       "the LLM replica's process was too busy to answer Serve's health check within its timeout (10 s for Ray Serve "
+       "LLM): on one H100, 256 concurrent streams to one gpt-oss-20b replica did it; three misses in a row and "
+       "Serve replaces the replica, dropping its requests and reloading the model",
+       "lower the streams per replica (replicas.target_ongoing_requests, e.g. 64 per 20b replica on one H100, "
+       "with replicas.max above 1), see docs/plan.md for the measured ceiling", status="warn"),
     _s("serve-deploy-failed", "serve-app",
        r"(DEPLOY_FAILED|status: UNHEALTHY|ApplicationStatus\.UNHEALTHY|The deployment failed to start \d+ times)",
        "the Serve application could not start (or its replicas became unhealthy); the root cause is in the "
