@@ -290,12 +290,11 @@ def run_bare(args, result: dict, ckpt: Path, name: str, flags: list[str], work: 
     env = {"VLLM_SERVER_DEV_MODE": "1", "VLLM_NO_USAGE_STATS": "1", "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1"}
     result["command"] = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(ckpt),
-                         "--served-model-name", name, "--max-model-len", str(result["max_model_len"]), *flags]
+                         "--served-model-name", name, *flags]
     result["env"] = env
-    # max_model_len travels in the flags (from the engine arguments); start()'s own --max-model-len is the same.
     started = time.monotonic()
     server = vllm_server.start(ckpt, encodings_dir=args.encodings, log_path=log_path, served_name=name,
-                               max_model_len=result["max_model_len"],
+                               max_model_len=None,  # in the flags, from the engine arguments
                                kv_cache_gib=1 if args.accelerator == "CPU" else None, extra_env=env, extra_args=flags)
     tree: dict[int, engine_orphans.Proc] = {}
     try:
@@ -331,7 +330,7 @@ def run_serve(args, result: dict, spec, work: Path) -> Path:
         result["serve_config_text"] = Path(app.deploy["serve_config"]).read_text()
         print(f"{result['tag']}: RUNNING in {result['startup_s']} s", flush=True)
         result["gpus_loaded"] = gpu_info()
-        measure(result, args, app.url, spec.model_id, serve_app.ServeApp.log_files, app.api_key)
+        measure(result, args, app.url, spec.model_id, serve_app.log_files, app.api_key)
     except Exception as e:  # recorded with the logs; the deployment is torn down all the same
         fix = getattr(e, "fix", None)
         result["error"] = (f"{type(e).__name__}: {e}" + (f"\nfix: {fix}" if fix else ""))[-3000:]
@@ -341,7 +340,7 @@ def run_serve(args, result: dict, spec, work: Path) -> Path:
         result["gpu_memory_after_mib"] = wait_gpu_released()
     joined = work / "serve.log"
     with open(joined, "w") as out:
-        for f in serve_app.ServeApp.log_files():
+        for f in serve_app.log_files():
             out.write(f"==> {f} <==\n{f.read_text(errors='replace')}\n")
     return joined
 

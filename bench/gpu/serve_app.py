@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from app.llm_config import llm_config_kwargs
-from ops import ray_local, secret_files
+from ops import api_key, ray_local
 from ops.spec import DeploymentSpec, resolve
 
 RANDOM_WEIGHTS = {"load_format": "dummy"}
@@ -32,12 +32,12 @@ class ServeApp:
     api_key: str | None
     deploy: dict[str, Any] = field(default_factory=dict)
 
-    @staticmethod
-    def log_files() -> list[Path]:
-        """Where vLLM's lines land under Ray: the replica workers' stdout/stderr (the engine core process inherits
-        them) and Serve's own replica logs."""
-        logs = ray_local.logs_dir()
-        return sorted([*logs.glob("worker-*.out"), *logs.glob("worker-*.err"), *logs.glob("serve/replica_*.log")])
+
+def log_files() -> list[Path]:
+    """Where vLLM's lines land under Ray: the replica workers' stdout/stderr (the engine core process inherits
+    them) and Serve's own replica logs."""
+    logs = ray_local.logs_dir()
+    return sorted([*logs.glob("worker-*.out"), *logs.glob("worker-*.err"), *logs.glob("serve/replica_*.log")])
 
 
 def spec_for(model: str, accelerator: str, tp: int, max_model_len: int, checkpoint: Path,
@@ -69,7 +69,7 @@ def start(spec: DeploymentSpec, home: Path, encodings: str, timeout_s: float) ->
     result = local.deploy(spec, timeout_s=timeout_s, smoke=False)
     deployed = local.local_spec(spec, local.key_file())
     return ServeApp(spec=deployed, url=f"http://{local.HOST}:{spec.port}",
-                    api_key=secret_files.first_line(local.key_file()),
+                    api_key=api_key.find(deployed, local.key_file())[0],
                     deploy={"seconds": round(time.monotonic() - started, 1), **result.to_dict(),
                             "serve_config": str(local.config_file())})
 

@@ -44,11 +44,12 @@ def free_port() -> int:
 
 
 def start(model_dir: str | Path, *, encodings_dir: str | Path, log_path: str | Path, served_name: str = "tiny",
-          max_model_len: int = 2048, port: int | None = None, kv_cache_gib: int | None = 1,
+          max_model_len: int | None = 2048, port: int | None = None, kv_cache_gib: int | None = 1,
           extra_env: dict[str, str] | None = None, extra_args: list[str] | None = None) -> BareServer:
     """Start the server on loopback (not waiting for it). TIKTOKEN_ENCODINGS_BASE keeps harmony offline.
     kv_cache_gib sizes the CPU backend's KV cache (None on a GPU, where vLLM sizes it from free memory);
-    extra_args are further `vllm serve` flags (bench/gpu passes the spec's engine arguments)."""
+    extra_args are further `vllm serve` flags (bench/gpu passes the spec's engine arguments, max_model_len among
+    them, with max_model_len=None here)."""
     port = port or free_port()
     env = {**os.environ, "TIKTOKEN_ENCODINGS_BASE": str(encodings_dir), "HF_HUB_OFFLINE": "1",
            "VLLM_NO_USAGE_STATS": "1", **(extra_env or {})}
@@ -58,7 +59,8 @@ def start(model_dir: str | Path, *, encodings_dir: str | Path, log_path: str | P
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-             "--served-model-name", served_name, "--max-model-len", str(max_model_len),
+             "--served-model-name", served_name,
+             *(["--max-model-len", str(max_model_len)] if max_model_len is not None else []),
              "--host", "127.0.0.1", "--port", str(port), *(extra_args or [])],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     return BareServer(proc, f"http://127.0.0.1:{port}", log_path)
