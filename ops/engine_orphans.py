@@ -1,8 +1,11 @@
 """vLLM engines a dead Ray left behind on a machine, and GPU memory no running deployment owns.
 
 A Serve replica starts vLLM's engine core and workers as child processes that retitle themselves
-`VLLM::EngineCore`, `VLLM::Worker…`. They are not Ray workers: when Ray is killed rather than shut down (the
-raylet OOM-killed, a crash, `ray stop --force`), nothing stops them. They are reparented to init and keep their
+`VLLM::EngineCore`, `VLLM::Worker…`. They are not Ray workers. Ray cleans them up only while it can: a live
+raylet kills a dead worker's process group, and a worker that outlives its raylet exits cleanly and kills its
+direct children (RAY_kill_child_processes_on_worker_exit). When the raylet and the replica's worker are both
+killed by a signal before either acts (`ray stop --force`, which SIGKILLs the raylet and then the workers a moment
+later; `pkill -9` of Ray's processes), nothing stops the engines. They are reparented to init and keep their
 memory (gigabytes of host RAM for the CPU build; on a GPU, the GPU memory the next deploy needs), while
 `ops terminate` finds no Ray and `ray stop` does not recognise them by name.
 

@@ -1,8 +1,14 @@
-"""The orphaned-engine case, reproduced for real on the local stack: `ops deploy --target local`, then Ray dies
-abruptly (`ray stop --force` with the target's own Ray environment, as an OOM-killed raylet would), and vLLM's
+"""The orphaned-engine case, reproduced for real on the local stack: `ops deploy --target local`, then every Ray
+process of the deployment is killed by a signal at once (as `ray stop --force` or `pkill -9` does), and vLLM's
 `VLLM::EngineCore` / `VLLM::Worker` survive, reparented, holding gigabytes. `ops doctor` must name them and the
 fix, `ops terminate` must reap them by pid and say so, and `ops doctor` is clean afterwards. The stack tests take
 the stack lock (/tmp/gpt-oss-stack.lock), like every test that starts the stack.
+
+"At once" is what makes the case reproducible. A Ray worker that outlives its raylet by a moment exits cleanly and
+kills its direct children (RAY_kill_child_processes_on_worker_exit), and `ray stop --force` SIGKILLs the raylet
+before the workers, so on a loaded machine the engines sometimes went with them (and a test that only ran
+`ray stop --force` failed now and then). So Ray's processes are frozen (SIGSTOP), then killed, then `ray stop
+--force` ends Ray's helpers.
 
 Cheaper cases (an engine that ignores SIGTERM, nvidia-smi's process list) use an engine whose Ray is gone made
 with vLLM's own set_process_title (`start_orphan_engine`, also used by the cluster test)."""
@@ -14,6 +20,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -87,6 +94,25 @@ def _rows(proc) -> dict[str, dict]:
     return {r["id"]: r for r in json.loads(proc.stdout)}
 
 
+def _kill_ray_at_once(token: str, env: dict[str, str]) -> None:
+    """Every Ray process of the deployment whose token file is `token` (raylet, GCS, `ray::` workers) stopped, then
+    SIGKILLed: none gets to notice another's death and clean up. `ray stop --force` (the target's Ray environment)
+    then ends Ray's helpers (dashboard, agents), which own no engines."""
+    from ops.targets import local
+
+    ray = [p.pid for p in engine_orphans.processes().values()
+           if engine_orphans.is_ray(p.title) and engine_orphans.token_path_of(p.pid) == token]
+    assert ray, "the deployment's Ray processes carry its token file"
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for pid in ray:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+    subprocess.run([local._bin("ray"), "stop", "--force"], env={**local.ray_env(), **env, "RAY_AUTH_TOKEN_PATH": token},
+                   capture_output=True, timeout=180, check=True)
+
+
 @pytest.fixture(scope="module")
 def crashed(tmp_path_factory, tiny_model_dir, encodings_dir):
     """A deployment whose Ray was killed under it; whatever is left is ended here, even on failure."""
@@ -105,13 +131,7 @@ def crashed(tmp_path_factory, tiny_model_dir, encodings_dir):
         mine = [p for p in engines.values()
                 if p.title.startswith("VLLM::") and engine_orphans.token_path_of(p.pid) == token]
         assert mine and all(engine_orphans.under_ray(p.pid, engines) for p in mine), "engines run under Ray"
-        # Ray dies abruptly: `ray stop --force` with the target's Ray environment (its token, its temp dir).
-        from ops.targets import local
-
-        stop_env = {**local.ray_env(), **env}
-        stop_env.update({"RAY_AUTH_TOKEN_PATH": token})
-        subprocess.run([local._bin("ray"), "stop", "--force"], env=stop_env, capture_output=True, timeout=180,
-                       check=True)
+        _kill_ray_at_once(token, env)
         yield {"env": env, "token": token, "engines": mine}
     finally:
         for p in engine_orphans.orphans(token):  # a failed test leaves nothing running

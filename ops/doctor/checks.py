@@ -551,8 +551,9 @@ def engine_orphans(own_token: str | None = None, found: list | None = None, wher
     return Finding("engine-orphans", FAIL,
                    f"{where}{len(found)} vLLM engine process(es) outlived their Ray, holding {total:.1f} GiB: "
                    + ", ".join(p.describe() for p in found),
-                   cause="Ray died without shutting its replicas down (killed, OOM, ray stop --force); vLLM's "
-                         "engine processes are not Ray's, so they were reparented to init and keep their memory",
+                   cause="Ray's raylet and replica workers were killed together by a signal (ray stop --force, "
+                         "pkill -9), so neither cleaned up; vLLM's engine processes are not Ray's, so they were "
+                         "reparented to init and keep their memory",
                    fix=fix or f"kill {pids}")
 
 
