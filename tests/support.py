@@ -9,10 +9,11 @@ dependency: no test downloads anything.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from ops.ports import free_port  # noqa: F401  (the tests import it from here)
 
 # Where `make` keeps the trained tiny gpt-oss, and so where the suite and the benchmarks look for it.
 MODEL_CACHE = Path(__file__).resolve().parents[1] / ".ops" / "models"
@@ -32,16 +33,6 @@ _TORCHVISION_RECIPE = [["--no-deps", "torchvision==0.29.1"]]
 
 # Ray hands out worker ports from this range; a port a test picks for something else must stay out of it.
 RAY_WORKER_PORTS = range(10002, 20000)
-
-
-def free_port(host: str = "127.0.0.1", avoid: range | None = None) -> int:
-    """A TCP port nothing listens on now (outside `avoid`)."""
-    while True:
-        with socket.socket() as s:
-            s.bind((host, 0))
-            port = s.getsockname()[1]
-        if avoid is None or port not in avoid:
-            return port
 
 
 def run_ops(*args: str, env: dict[str, str] | None = None, timeout: float = 900,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
+
+from ops.ports import free_port
 
 
 class ServerExited(RuntimeError):
@@ -35,12 +36,6 @@ class BareServer:
             return self.log_path.read_text(errors="replace")[-chars:]
         except OSError:
             return ""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(model_dir: str | Path, *, encodings_dir: str | Path, log_path: str | Path, served_name: str = "tiny",

@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import socket
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 from ops.errors import OpsError
+from ops.ports import free_port
 from ops.spec import DeploymentSpec
 from ops.targets import DeployResult, Status, TerminateResult
 
@@ -493,19 +493,13 @@ def _private(c: _Cluster) -> bool:
     return c.settings.via != "ssh"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def _reachable_endpoint(c: _Cluster) -> Iterator[str]:
     """The endpoint as this machine can reach it: directly, or through `ssh -L` to the head when private."""
     if not _private(c):
         yield _endpoint(c)
         return
-    port = _free_port()
+    port = free_port()
     with c.head.forward_local(local_port=port, remote_port=c.spec.port, remote_host="127.0.0.1",
                               local_host="127.0.0.1"):
         yield f"http://127.0.0.1:{port}/v1"
