@@ -69,6 +69,8 @@ def llm_config_kwargs(spec: DeploymentSpec, *, model_source: str | None = None,
         "runtime_env": {"env_vars": env},
         "log_engine_metrics": spec.log_engine_metrics,
     }
+    if spec.stream_batching_interval_ms is not None:
+        kwargs["experimental_configs"] = {"stream_batching_interval_ms": spec.stream_batching_interval_ms}
     if spec.accelerator == "CPU":
         kwargs["accelerator_config"] = {"kind": "cpu"}
     else:

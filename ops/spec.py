@@ -197,6 +197,10 @@ class DeploymentSpec(_Strict):
     ttl_hours: float | None = Field(None, gt=0, description="expected lifetime (tag for the orphan check)")
     tags: dict[str, str] = Field(default_factory=dict)
     log_engine_metrics: bool = True
+    stream_batching_interval_ms: float | None = Field(
+        None, ge=0, le=1000, description="how long an LLM replica gathers a stream's tokens before sending them on "
+        "to the ingress (Ray Serve LLM's `stream_batching_interval_ms`; its default 50 ms when unset); longer "
+        "intervals send fewer, larger messages per stream, 0 sends each chunk as it comes")
     engine_args: dict[str, Any] = Field(default_factory=dict, description="further vLLM engine arguments "
                                         "(e.g. max_num_batched_tokens), checked against the vLLM release served")
     port: int = Field(8000, ge=1, le=65535, description="HTTP port of the OpenAI-compatible endpoint")

@@ -284,7 +284,8 @@ def test_the_serve_app_end_to_end_on_vllms_cpu_build(tiny_model_dir, encodings_d
         [sys.executable, str(ROOT / "bench" / "gpu" / "run.py"), "--model", "tiny", "--accelerator", "CPU",
          "--server", "serve", "--checkpoint", str(tiny_model_dir), "--encodings", str(encodings_dir),
          "--max-model-len", "2048", "--concurrency", "1,2", "--requests-per-level", "1", "--input-len", "16",
-         "--output-len", "8", "--work", str(tmp_path / "work"), "--out", str(out)],
+         "--output-len", "8", "--work", str(tmp_path / "work"), "--out", str(out),
+         "--set", "stream_batching_interval_ms=0"],
         capture_output=True, text=True, timeout=900, env={**os.environ, "GPT_OSS_RAY_TEMP_DIR": str(ray_temp_dir)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads((out / "gpu_tiny_CPU_tp1_2k_preset_default_serve.json").read_text())
@@ -295,6 +296,9 @@ def test_the_serve_app_end_to_end_on_vllms_cpu_build(tiny_model_dir, encodings_d
     # what the bare run passes as flags, plus random weights and the compile log
     assert llm["engine_kwargs"] == {**result["engine_kwargs"], "load_format": "dummy", "jit_monitor_verbose": True}
     assert llm["model_loading_config"]["model_source"] == str(tiny_model_dir)
+    # the bench's --set reaches the spec: streamed chunks sent as they come (Ray Serve LLM batches them by default)
+    assert llm["experimental_configs"] == {"stream_batching_interval_ms": 0}
+    assert "--set stream_batching_interval_ms=0" in result["command"]
     assert app["args"]["auth"]["enabled"] and app["args"]["auth"]["api_key_file"]
     assert [(r["concurrency"], r["completed"], r["output_tokens"]) for r in result["sweep"]["runs"]] == [
         (1, 1, 8), (2, 2, 16)]

@@ -233,3 +233,21 @@ def test_tool_calls_reach_the_client(preset, ray_models):
     engine = VLLMEngineConfig.from_llm_config(LLMConfig(**entry))
     assert engine.frontend_kwargs == {"enable_auto_tool_choice": True, "tool_call_parser": "openai"}
     assert "tool_call_parser" not in engine.engine_kwargs
+
+
+@pytest.mark.parametrize("interval", [None, 0, 200])
+def test_stream_batching_interval_reaches_the_llm_server(interval, ray_models):
+    """The spec's stream_batching_interval_ms is what Ray Serve LLM's server batches streamed chunks by (its own
+    method reads it from the LLMConfig the Serve config carries); unset, Ray's default stays."""
+    from types import SimpleNamespace
+
+    from ray.llm._internal.serve.constants import MODEL_RESPONSE_BATCH_TIMEOUT_MS
+    from ray.llm._internal.serve.core.server.llm_server import LLMServer
+
+    _, LLMConfig = ray_models
+    spec = _spec("gpt-oss-20b", stream_batching_interval_ms=interval)
+    (entry,) = render.serve_config(spec)["applications"][0]["args"]["llm_configs"]
+    server = SimpleNamespace(_llm_config=LLMConfig(**entry))
+    expected = MODEL_RESPONSE_BATCH_TIMEOUT_MS if interval is None else interval
+    assert LLMServer._get_batch_interval_ms(server) == expected
+    assert ("experimental_configs" in entry) is (interval is not None)

@@ -38,6 +38,8 @@ CASES = [
      "min (3) is greater than max (2)", "replicas.min <= replicas.max"),
     ("max-replicas-zero", "gpt-oss-20b", {"replicas": {"min": 0, "max": 0}}, "replicas.max", "out of range", "greater than or equal to 1"),
     ("negative-min-replicas", "gpt-oss-20b", {"replicas": {"min": -1}}, "replicas.min", "out of range", "greater than or equal to 0"),
+    ("stream-batching-interval-negative", "gpt-oss-20b", {"stream_batching_interval_ms": -1},
+     "stream_batching_interval_ms", "out of range", "greater than or equal to 0"),
     ("unknown-reasoning-effort", "gpt-oss-20b", {"reasoning_effort": "max"}, "reasoning_effort", "'max' is not allowed",
      "'low', 'medium' or 'high'"),
     ("reasoning-effort-case", "gpt-oss-20b", {"reasoning_effort": "Low"}, "reasoning_effort", "'Low' is not allowed", "'low'"),

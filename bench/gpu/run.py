@@ -40,7 +40,7 @@ import serve_app  # noqa: E402
 from app.llm_config import engine_cli_args, llm_config_kwargs  # noqa: E402
 from ops import catalog, engine_orphans, model_config, ray_local, vllm_log, vllm_releases  # noqa: E402
 from ops.bench import vllm_server  # noqa: E402
-from ops.spec import SpecError, resolve  # noqa: E402
+from ops.spec import SpecError, parse_set, resolve  # noqa: E402
 
 COLD_CACHES = ("~/.cache/vllm", "/tmp/torchinductor_root", "~/.triton")
 
@@ -321,7 +321,8 @@ def run_serve(args, result: dict, spec, work: Path) -> Path:
     """Our Serve application through `ops deploy --target local`; returns the replicas' logs, joined."""
     os.environ.setdefault(ray_local.ENV, "/tmp/gpu-bench-ray")  # short: Ray's socket paths live under it
     result["command"] = ["ops deploy --target local", f"model_source={spec.model_source}",
-                         f"engine_args={json.dumps(spec.engine_args, sort_keys=True)}"]
+                         f"engine_args={json.dumps(spec.engine_args, sort_keys=True)}",
+                         *(f"--set {pair}" for pair in args.sets)]
     app = None
     try:
         app = serve_app.start(spec, work / "ops-home", args.encodings, args.ready_timeout)
@@ -363,7 +364,8 @@ def run_one(args, model: str, max_model_len: int) -> dict:
         spec = None
         if serve:  # the same engine arguments, carried by the Serve config instead of flags
             extra = {**serve_app.RANDOM_WEIGHTS, **observe}
-            spec = serve_app.spec_for(model, args.accelerator, args.tp, max_model_len, ckpt, {**overrides, **extra})
+            spec = serve_app.spec_for(model, args.accelerator, args.tp, max_model_len, ckpt, {**overrides, **extra},
+                                      parse_set(args.sets))
             serve_app.check_same_engine(spec, kw, extra)
     except SpecError as e:  # the spec refuses this configuration before anything starts, as `ops deploy` would
         result = {**base, "refused_by_spec": str(e), "error": str(e),
@@ -405,6 +407,9 @@ def main(argv: list[str] | None = None) -> int:
                         "engine arguments (needs Ray with Serve and the `ray` command)")
     p.add_argument("--engine-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="add or replace one engine argument (JSON values), e.g. max_num_batched_tokens=16384")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=VALUE",
+                   help="with --server serve: set one deployment spec field as `ops deploy --set` does, e.g.\n"
+                        "stream_batching_interval_ms=200 (how Ray Serve LLM batches streamed chunks)")
     p.add_argument("--label", help="name of this variant in file names and tables (default: 'default')")
     p.add_argument("--tokenizer", help="the o200k_harmony tokenizer.json (ops.tiny_model writes it)")
     p.add_argument("--checkpoint", help="serve this checkpoint directory (still with random weights) instead of "
@@ -430,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--encodings (or TIKTOKEN_ENCODINGS_BASE) must name the directory holding o200k_base.tiktoken")
     if args.server == "serve" and args.engine != "preset":
         p.error("--server serve deploys the spec, so its engine arguments are the preset's: drop --engine defaults")
+    if args.sets and args.server != "serve":
+        p.error("--set sets fields of the Serve deployment's spec: add --server serve, or use --engine-arg for vLLM")
     if args.repeats < 1:
         p.error(f"--repeats {args.repeats}: each level runs at least once; use 1 (the default) or more")
     if not (args.tokenizer or args.checkpoint):

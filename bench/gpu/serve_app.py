@@ -41,10 +41,10 @@ def log_files() -> list[Path]:
 
 
 def spec_for(model: str, accelerator: str, tp: int, max_model_len: int, checkpoint: Path,
-             engine_args: dict[str, object]) -> DeploymentSpec:
+             engine_args: dict[str, object], sets: dict[str, Any] | None = None) -> DeploymentSpec:
     """The spec `ops deploy --target local` gets for this configuration: the model's preset, the bench's engine
-    arguments on top of the preset's, and the checkpoint the bench wrote."""
-    return resolve(preset=model, flags={"accelerator": accelerator, "tensor_parallel_size": tp,
+    arguments on top of the preset's, the checkpoint the bench wrote, and the fields the bench's `--set` gives."""
+    return resolve(preset=model, flags={**(sets or {}), "accelerator": accelerator, "tensor_parallel_size": tp,
                                         "max_model_len": max_model_len, "target": "local",
                                         "model_source": str(checkpoint), "engine_args": engine_args}).spec
 
