@@ -163,18 +163,21 @@ def test_bench_result_becomes_a_planner_fixture(tmp_path):
 @pytest.mark.parametrize("path", sorted((ROOT / "bench" / "results" / "gpu").rglob("gpu_*.json")),
                          ids=lambda p: str(p.relative_to(ROOT / "bench" / "results" / "gpu")))
 def test_every_committed_gpu_result_is_a_calibration_fixture(path):
-    """Each committed GPU run's KV-cache figures are a fixture the planner is held to (a run repeated on another
-    machine logged the same figures, so one fixture serves both)."""
+    """Each committed GPU run's KV-cache figures are a fixture the planner is held to. A run of a configuration
+    that already has one (the same run on another machine, under Serve, or with an argument that does not touch
+    memory, such as the stream interval) must have logged that fixture's figures."""
     import test_plan_calibration as cal
 
+    tool = _fixture_tool()
     result = json.loads(path.read_text())
     if "refused_by_spec" in result:
         return
-    fixture = cal.LOGS[0].parent / _fixture_tool().fixture_name(result)
-    assert fixture.exists(), f"run `python bench/gpu/fixture.py {path.relative_to(ROOT)}`"
-    f = cal.parse(fixture)
-    for key in ("model_loading_gib", "available_kv_cache_gib", "kv_cache_tokens", "max_concurrency"):
-        assert f.get(key) == result["log"].get(key), key
+    want = tool.run_configuration(result)
+    same = [f for f in map(cal.parse, cal.LOGS) if tool.configuration(f["head"]) == want]
+    assert same, f"no fixture of this configuration: run `python bench/gpu/fixture.py {path.relative_to(ROOT)}`"
+    keys = ("model_loading_gib", "available_kv_cache_gib", "kv_cache_tokens", "max_concurrency")
+    for f in same:
+        assert {k: f.get(k) for k in keys} == {k: result["log"].get(k) for k in keys}, f["head"]["source"]
 
 
 @pytest.mark.parametrize("path", [p for p in sorted((ROOT / "bench" / "results" / "gpu").rglob("gpu_*.json"))

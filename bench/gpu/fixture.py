@@ -26,28 +26,41 @@ def refusal_line(result: dict) -> str | None:
     return lines[-1] if lines else None
 
 
+# The engine arguments that change what vLLM logs at start-up (weights, KV cache, graphs); the others (the
+# stream interval, parsers, Ray Serve's batching) leave those lines as they are.
+MEMORY_ARGS = ("max_num_batched_tokens", "max_num_seqs", "block_size", "gpu_memory_utilization",
+               "max_cudagraph_capture_size")
+CONFIGURATION = ("vllm_version", "model", "accelerator", "tensor_parallel_size", "max_model_len", *MEMORY_ARGS)
+
+
+def configuration(head: dict[str, str]) -> dict[str, str | None]:
+    """What decides a run's start-up figures, from a fixture's header: two runs of one configuration log the
+    same figures, so one fixture holds both."""
+    return {key: head.get(key) for key in CONFIGURATION}
+
+
+def run_configuration(result: dict) -> dict[str, str | None]:
+    """`configuration()` of a bench result (bare vLLM or the Serve app alike)."""
+    kw = result.get("engine_kwargs", {})
+    return configuration({"vllm_version": result["versions"]["vllm"], "model": result["model"],
+                          "accelerator": result["accelerator"],
+                          "tensor_parallel_size": str(result["tensor_parallel_size"]),
+                          "max_model_len": str(result["max_model_len"]),
+                          **{key: str(kw[key]) for key in MEMORY_ARGS if kw.get(key) is not None}})
+
+
 def header(result: dict, source: Path) -> dict[str, str]:
     gpu = (result.get("gpus") or [{}])[0]
     torch_total = (result.get("torch_memory") or {}).get("total_gib")
-    v = result["versions"]
     head = {
         "source": f"measured for this project by bench/gpu/run.py on {result['measured_at'][:10]} "
                   f"({source.as_posix()} and the log beside it; --load-format dummy weights of the real shapes, "
                   f"{'cold caches' if result.get('cold_start') else 'warm caches'})",
         "gpu": f"{gpu.get('name', '?')} ({int(float(gpu.get('memory_total_mib', 0))):,} MiB; torch reports "
-               f"{torch_total} GiB), driver {gpu.get('driver', '?')}, torch {v.get('torch')}",
-        "vllm_version": v["vllm"],
-        "model": result["model"],
-        "accelerator": result["accelerator"],
-        "tensor_parallel_size": str(result["tensor_parallel_size"]),
+               f"{torch_total} GiB), driver {gpu.get('driver', '?')}, torch {result['versions'].get('torch')}",
         "command": "vllm serve DIR " + " ".join(result["command"][result["command"].index("--served-model-name"):]),
-        "max_model_len": str(result["max_model_len"]),
+        **{k: v for k, v in run_configuration(result).items() if v is not None},
     }
-    kw = result.get("engine_kwargs", {})
-    for key in ("max_num_batched_tokens", "max_num_seqs", "block_size", "gpu_memory_utilization",
-                "max_cudagraph_capture_size"):
-        if kw.get(key) is not None:
-            head[key] = str(kw[key])
     if result.get("partial"):
         head["note"] = "partial run: " + result["partial"]
     if refusal_line(result):
