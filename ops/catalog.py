@@ -294,6 +294,14 @@ def instances_for(accelerator_key: str, min_gpus: int = 1) -> list[InstanceType]
 # ---------------------------------------------------------------------------------------- presets
 # The documented configurations (Ray's "Deploy gpt-oss" guide) plus the embedded local default. Values are
 # spec fields; the spec resolver applies them as the first layer.
+#
+# The GPU presets send streamed tokens 20 at a time (vLLM's `stream_interval`; the first and last chunk go at once).
+# Measured through our Serve app on one H100 (gpt-oss-20b, 256 streams, bench/results/gpu/2026-12-07_H100): one
+# message per token gave 8,876 total tok/s, 54.6 ms per output token and replica health-check misses; 20 tokens per
+# message 30,795 tok/s and 14.1 ms, with the same throughput and first-token time at 1 to 64 streams
+# (docs/plan.md, "Our Serve application against bare vLLM"). `engine_args: {stream_interval: 1}` restores
+# token-by-token streaming.
+GPU_STREAM_INTERVAL = 20
 PRESETS: dict[str, dict] = {
     "gpt-oss-20b": {
         "model": "gpt-oss-20b",
@@ -301,6 +309,7 @@ PRESETS: dict[str, dict] = {
         "tensor_parallel_size": 1,
         "max_model_len": 32768,
         "replicas": {"min": 1, "max": 2},
+        "engine_args": {"stream_interval": GPU_STREAM_INTERVAL},
         "target": "cluster",
     },
     "gpt-oss-120b": {
@@ -309,6 +318,7 @@ PRESETS: dict[str, dict] = {
         "tensor_parallel_size": 2,
         "max_model_len": 32768,
         "replicas": {"min": 1, "max": 2},
+        "engine_args": {"stream_interval": GPU_STREAM_INTERVAL},
         "target": "cluster",
     },
     # gpt-oss-120b on one Hopper GPU (the model card's single 80 GB GPU): p5.4xlarge is the cheapest instance that
@@ -320,6 +330,7 @@ PRESETS: dict[str, dict] = {
         "tensor_parallel_size": 1,
         "max_model_len": 32768,
         "replicas": {"min": 1, "max": 2},
+        "engine_args": {"stream_interval": GPU_STREAM_INTERVAL},
         "target": "cluster",
     },
     "tiny": {

@@ -305,6 +305,49 @@ def test_the_model_calls_the_tool_then_answers_from_its_result(client):
     assert "Berlin" in (answer.content or "") and "rainy" in answer.content
 
 
+def _streamed(client, n: int, **kw) -> tuple[dict, int]:
+    """A streamed chat, sent `n` tokens to a message (vLLM's per-request `stream_interval`, the same output path
+    as the engine argument the GPU presets set), put back together: reasoning, content, tool calls, finish."""
+    kw.setdefault("messages", [{"role": "user", "content": "How many r's in strawberry?"}])
+    got = {"reasoning": "", "content": "", "calls": {}, "finish": None}
+    chunks = 0
+    for chunk in client.chat.completions.create(model=MODEL, max_tokens=256, temperature=0, stream=True,
+                                                extra_body={"stream_interval": n}, **kw):
+        if not chunk.choices:
+            continue
+        chunks += 1
+        choice = chunk.choices[0]
+        got["reasoning"] += _reasoning(choice.delta) or ""
+        got["content"] += choice.delta.content or ""
+        for call in choice.delta.tool_calls or []:
+            entry = got["calls"].setdefault(call.index, {"name": "", "arguments": ""})
+            entry["name"] += (call.function and call.function.name) or ""
+            entry["arguments"] += (call.function and call.function.arguments) or ""
+        got["finish"] = choice.finish_reason or got["finish"]
+    return got, chunks
+
+
+@pytest.mark.parametrize("tools", [False, True], ids=["answer", "tool-call"])
+def test_streaming_in_chunks_of_the_gpu_presets_interval_keeps_reasoning_answer_and_tool_call(client, tools):
+    """The GPU presets stream 20 tokens to a message: the harmony parsers, Ray Serve LLM and the ingress must put
+    reasoning, answer and tool-call arguments out whole when a chunk spans a channel or a call's boundary."""
+    from ops.catalog import GPU_STREAM_INTERVAL
+
+    kw = {"messages": [{"role": "user", "content": "What's the weather in Berlin right now?"}],
+          "tools": [WEATHER_TOOL]} if tools else {}
+    whole = _chat(client, **kw)
+    msg = whole.choices[0].message
+    one, one_chunks = _streamed(client, 1, **kw)
+    many, many_chunks = _streamed(client, GPU_STREAM_INTERVAL, **kw)
+    calls = {i: {"name": c.function.name, "arguments": c.function.arguments} for i, c in enumerate(msg.tool_calls or [])}
+    expected = {"reasoning": _reasoning(msg), "content": msg.content or "", "calls": calls,
+                "finish": whole.choices[0].finish_reason}
+    assert one == expected and many == expected, (expected, one, many)
+    assert bool(calls) == tools and expected["reasoning"]
+    tokens = whole.usage.completion_tokens
+    assert many_chunks <= tokens // GPU_STREAM_INTERVAL + 6 < one_chunks, (tokens, many_chunks, one_chunks)
+
+
 def test_responses_plain_completed_and_streamed(client):
     r = client.responses.create(model=MODEL, input="Explain what MXFP4 quantization is.",
                                 instructions="You are a helpful assistant.", temperature=0)

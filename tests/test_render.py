@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from app.llm_config import IMAGE_ENCODINGS_DIR, app_args
-from ops import render
+from ops import catalog, render
 from ops.cli import app as ops_app
 from ops.errors import OpsError
 from ops.spec import resolve
@@ -96,6 +96,22 @@ def test_anyscale_service_without_auth_has_no_token(service_config_cls):
     spec = _spec("gpt-oss-20b", auth={"enabled": False})
     service = render.anyscale_service(spec)
     assert service_config_cls(**service).query_auth_token_enabled is False
+
+
+@pytest.mark.parametrize("preset", ["gpt-oss-20b", "gpt-oss-120b", "gpt-oss-120b-h100"])
+def test_gpu_presets_stream_twenty_tokens_to_a_message_and_a_spec_can_undo_it(preset):
+    """Measured through the Serve app on one H100 (docs/plan.md): token-by-token streaming caps a replica at 256
+    streams. The engine argument reaches vLLM as the preset's; engine_args can set it back to 1."""
+    (entry,) = render.serve_config(_spec(preset))["applications"][0]["args"]["llm_configs"]
+    assert entry["engine_kwargs"]["stream_interval"] == catalog.GPU_STREAM_INTERVAL == 20
+    (entry,) = render.serve_config(_spec(preset, engine_args={"stream_interval": 1}))["applications"][0]["args"][
+        "llm_configs"]
+    assert entry["engine_kwargs"]["stream_interval"] == 1
+
+
+def test_the_local_preset_streams_token_by_token():
+    (entry,) = render.serve_config(_spec("tiny"), model_source=TINY_SOURCE)["applications"][0]["args"]["llm_configs"]
+    assert "stream_interval" not in entry["engine_kwargs"]
 
 
 def test_hopper_keeps_the_default_attention_backend(ray_models):
