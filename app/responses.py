@@ -9,12 +9,16 @@ replica runs vLLM's own implementation on its engine, and the ingress forwards t
 forwards chat requests (model lookup, Serve handle, streaming).
 
 Replica -> ingress protocol: the first item is either a dict `{"status": int, "body": {...}}` (a complete
-JSON answer or an error) or an SSE string, in which case every item is an SSE event string.
+JSON answer or an error) or an SSE string, in which case every item is an SSE string of one or more events.
+vLLM's Responses stream has an event per token whatever the engine's `stream_interval`, so the replica gathers
+the events after the first for Ray Serve LLM's stream-batching interval and sends each gathering as one item
+(`batched`), as Ray's LLMServer does for chat and completion streams: one Ray message per interval per stream,
+not one per token, which is what caps a replica at high stream counts (docs/plan.md).
 """
 
 from __future__ import annotations
 
-from typing import Any, AsyncGenerator
+from typing import Any, AsyncGenerator, AsyncIterable, Callable
 
 from app.openai_errors import openai_error
 
@@ -58,3 +62,20 @@ async def run_on_engine(engine: Any, body: dict[str, Any], raw_request_info: Any
         async for event in result:
             event_type = getattr(event, "type", "unknown")
             yield f"event: {event_type}\ndata: {event.model_dump_json(indent=None, by_alias=True)}\n\n"
+
+
+async def batched(items: AsyncGenerator[dict | str, None],
+                  batch: Callable[[AsyncGenerator[str, None]], AsyncIterable[list[str]]]
+                  ) -> AsyncGenerator[dict | str, None]:
+    """`run_on_engine`'s items as the replica sends them: the first at once (an answer, an error or the first
+    event), then each of `batch`'s gatherings of the events that follow joined into one string. `batch` is the
+    LLM server's own (`LLMServer._batch_output_stream`: Ray's Batcher at the deployment's
+    `stream_batching_interval_ms`)."""
+    first = await anext(items, None)
+    if first is None:
+        return
+    yield first
+    if isinstance(first, dict):
+        return
+    async for events in batch(items):
+        yield "".join(events)

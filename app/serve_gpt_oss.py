@@ -25,12 +25,12 @@ def _server_cls():
     """LLMServer plus a `responses` method that runs vLLM's Responses implementation on the same engine."""
     from ray.llm._internal.serve.core.server.llm_server import LLMServer
 
-    from app.responses import run_on_engine
+    from app.responses import batched, run_on_engine
 
     class GptOssServer(LLMServer):
         async def responses(self, body: dict[str, Any], raw_request_info: Any = None):
             await self._maybe_resolve_lora_from_multiplex()
-            async for item in run_on_engine(self.engine, body, raw_request_info):
+            async for item in batched(run_on_engine(self.engine, body, raw_request_info), self._batch_output_stream):
                 yield item
 
     return GptOssServer

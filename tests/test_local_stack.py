@@ -25,6 +25,7 @@ import grpc
 import httpx
 import pytest
 
+from ops.catalog import GPU_STREAM_INTERVAL
 from tests.support import run_ops
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(1800)]
@@ -76,10 +77,15 @@ def test_busy_port_is_refused_before_anything_starts(env):
     assert not _ray_is_up(), "the failed deploy left Ray running"
 
 
+# The module's stack streams as the GPU presets do, 20 tokens to a message (the local preset sends token by token;
+# the other stacks' tests stream that way).
+DEPLOY = ("--target", "local", "--set", "reasoning_effort=low", "--set", f"engine_args.stream_interval={GPU_STREAM_INTERVAL}")
+
+
 @pytest.fixture(scope="module")
 def deployed(env):
     home = Path(env["GPT_OSS_OPS_HOME"])
-    proc = ops(env, "deploy", "--target", "local", "--set", "reasoning_effort=low", "--json")
+    proc = ops(env, "deploy", *DEPLOY, "--json")
     try:
         assert proc.returncode == 0, proc.stderr[-4000:]
         result = json.loads(proc.stdout)
@@ -111,7 +117,7 @@ def test_deploy_reports_endpoint_and_key_file(deployed):
 
 
 def test_second_deploy_converges(deployed):
-    proc = ops(deployed["env"], "deploy", "--target", "local", "--set", "reasoning_effort=low", "--json", timeout=300)
+    proc = ops(deployed["env"], "deploy", *DEPLOY, "--json", timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     assert not any(c.startswith("serve application") for c in result["changed"]), result
@@ -305,14 +311,12 @@ def test_the_model_calls_the_tool_then_answers_from_its_result(client):
     assert "Berlin" in (answer.content or "") and "rainy" in answer.content
 
 
-def _streamed(client, n: int, **kw) -> tuple[dict, int]:
-    """A streamed chat, sent `n` tokens to a message (vLLM's per-request `stream_interval`, the same output path
-    as the engine argument the GPU presets set), put back together: reasoning, content, tool calls, finish."""
+def _streamed_chat(client, **kw) -> tuple[dict, int]:
+    """A streamed chat put back together (reasoning, content, tool calls, finish) and how many chunks it took."""
     kw.setdefault("messages", [{"role": "user", "content": "How many r's in strawberry?"}])
     got = {"reasoning": "", "content": "", "calls": {}, "finish": None}
     chunks = 0
-    for chunk in client.chat.completions.create(model=MODEL, max_tokens=256, temperature=0, stream=True,
-                                                extra_body={"stream_interval": n}, **kw):
+    for chunk in client.chat.completions.create(model=MODEL, max_tokens=256, temperature=0, stream=True, **kw):
         if not chunk.choices:
             continue
         chunks += 1
@@ -327,25 +331,47 @@ def _streamed(client, n: int, **kw) -> tuple[dict, int]:
     return got, chunks
 
 
-@pytest.mark.parametrize("tools", [False, True], ids=["answer", "tool-call"])
-def test_streaming_in_chunks_of_the_gpu_presets_interval_keeps_reasoning_answer_and_tool_call(client, tools):
-    """The GPU presets stream 20 tokens to a message: the harmony parsers, Ray Serve LLM and the ingress must put
-    reasoning, answer and tool-call arguments out whole when a chunk spans a channel or a call's boundary."""
-    from ops.catalog import GPU_STREAM_INTERVAL
+BERLIN = {"messages": [{"role": "user", "content": "What's the weather in Berlin right now?"}], "tools": [WEATHER_TOOL]}
 
-    kw = {"messages": [{"role": "user", "content": "What's the weather in Berlin right now?"}],
-          "tools": [WEATHER_TOOL]} if tools else {}
+
+@pytest.mark.parametrize("kw", [{}, BERLIN], ids=["answer", "tool-call"])
+def test_chat_streamed_in_the_gpu_presets_chunks_is_the_whole_answer(client, kw):
+    """The module's stack streams as the GPU presets do, 20 tokens to a message (engine_args.stream_interval):
+    the harmony parsers, Ray Serve LLM and the ingress must give reasoning, answer and tool-call arguments whole
+    when a chunk spans a channel or a call's boundary."""
     whole = _chat(client, **kw)
     msg = whole.choices[0].message
-    one, one_chunks = _streamed(client, 1, **kw)
-    many, many_chunks = _streamed(client, GPU_STREAM_INTERVAL, **kw)
+    streamed, chunks = _streamed_chat(client, **kw)
     calls = {i: {"name": c.function.name, "arguments": c.function.arguments} for i, c in enumerate(msg.tool_calls or [])}
-    expected = {"reasoning": _reasoning(msg), "content": msg.content or "", "calls": calls,
-                "finish": whole.choices[0].finish_reason}
-    assert one == expected and many == expected, (expected, one, many)
-    assert bool(calls) == tools and expected["reasoning"]
+    assert streamed == {"reasoning": _reasoning(msg), "content": msg.content or "", "calls": calls,
+                        "finish": whole.choices[0].finish_reason}
+    assert bool(calls) == bool(kw) and streamed["reasoning"]
     tokens = whole.usage.completion_tokens
-    assert many_chunks <= tokens // GPU_STREAM_INTERVAL + 6 < one_chunks, (tokens, many_chunks, one_chunks)
+    assert chunks <= -(-tokens // GPU_STREAM_INTERVAL) + 4 < tokens, (tokens, chunks)  # chunked: the setting arrived
+
+
+def test_responses_streamed_in_the_gpu_presets_chunks_is_the_whole_response(client):
+    """/v1/responses streamed from an engine that hands out 20 tokens at a time, through the replica's gathering
+    of its events (vLLM's stream has an event per token even so; tests/test_responses_batching.py): the same
+    reasoning, text and call arguments as the response not streamed."""
+    tool = {"type": "function", "name": "get_weather", "description": "Get current weather in a given city",
+            "parameters": WEATHER_TOOL["function"]["parameters"]}
+    for kw in ({"input": "Explain what MXFP4 quantization is."},
+               {"input": "What's the weather in Paris?", "tools": [tool]}):
+        whole = client.responses.create(model=MODEL, temperature=0, **kw)
+        text = {"response.reasoning_text.delta": "", "response.output_text.delta": "",
+                "response.function_call_arguments.delta": ""}
+        for event in client.responses.create(model=MODEL, temperature=0, stream=True, **kw):
+            if event.type in text:
+                text[event.type] += event.delta
+            if event.type == "response.completed":
+                done = event.response
+        reasoning = "".join(c.text for o in whole.output if o.type == "reasoning" for c in o.content or [])
+        arguments = "".join(o.arguments for o in whole.output if o.type == "function_call")
+        assert text == {"response.reasoning_text.delta": reasoning, "response.output_text.delta": whole.output_text,
+                        "response.function_call_arguments.delta": arguments}, kw
+        assert reasoning and bool(arguments) == ("tools" in kw)
+        assert [o.type for o in done.output] == [o.type for o in whole.output]
 
 
 def test_responses_plain_completed_and_streamed(client):
