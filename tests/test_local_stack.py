@@ -35,6 +35,7 @@ ENCODINGS = Path(__file__).resolve().parents[2] / "shared" / "tiktoken_encodings
 WEATHER_TOOL = {"type": "function", "function": {
     "name": "get_weather", "description": "Get current weather in a given city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+RESPONSES_WEATHER_TOOL = {"type": "function", **WEATHER_TOOL["function"]}  # the Responses API's flat form
 
 
 def _env(home: Path, ray_tmp: Path) -> dict[str, str]:
@@ -354,10 +355,8 @@ def test_responses_streamed_in_the_gpu_presets_chunks_is_the_whole_response(clie
     """/v1/responses streamed from an engine that hands out 20 tokens at a time, through the replica's gathering
     of its events (vLLM's stream has an event per token even so; tests/test_responses_batching.py): the same
     reasoning, text and call arguments as the response not streamed."""
-    tool = {"type": "function", "name": "get_weather", "description": "Get current weather in a given city",
-            "parameters": WEATHER_TOOL["function"]["parameters"]}
     for kw in ({"input": "Explain what MXFP4 quantization is."},
-               {"input": "What's the weather in Paris?", "tools": [tool]}):
+               {"input": "What's the weather in Paris?", "tools": [RESPONSES_WEATHER_TOOL]}):
         whole = client.responses.create(model=MODEL, temperature=0, **kw)
         text = {"response.reasoning_text.delta": "", "response.output_text.delta": "",
                 "response.function_call_arguments.delta": ""}
@@ -384,15 +383,13 @@ def test_responses_plain_completed_and_streamed(client):
 
 
 def test_responses_function_call_item_and_its_follow_up(client):
-    tool = {"type": "function", "name": "get_weather", "description": "Get current weather in a given city",
-            "parameters": WEATHER_TOOL["function"]["parameters"]}
     items: list = [{"role": "user", "content": "What's the weather in Paris?"}]
-    first = client.responses.create(model=MODEL, input=items, tools=[tool], temperature=0)
+    first = client.responses.create(model=MODEL, input=items, tools=[RESPONSES_WEATHER_TOOL], temperature=0)
     calls = [o for o in first.output if o.type == "function_call"]
     assert calls and calls[0].name == "get_weather" and json.loads(calls[0].arguments) == {"city": "Paris"}
     items += [o.model_dump(exclude_none=True) for o in first.output]
     items.append({"type": "function_call_output", "call_id": calls[0].call_id, "output": "The weather in Paris is sunny."})
-    second = client.responses.create(model=MODEL, input=items, tools=[tool], temperature=0)
+    second = client.responses.create(model=MODEL, input=items, tools=[RESPONSES_WEATHER_TOOL], temperature=0)
     assert second.status == "completed" and "Paris" in second.output_text and "sunny" in second.output_text
 
 
